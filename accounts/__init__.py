@@ -1,0 +1,1 @@
+"""Tenants, their staff memberships, API keys, connection-token signing keys and end users."""

@@ -1,0 +1,41 @@
+"""ASGI middleware for /ws/v1/: decides whether this socket may use the Django session.
+
+A browser sends the session cookie with any WebSocket handshake to Herald, even one opened by
+another site's page (cross-site WebSocket hijacking). So the session counts only when the
+handshake's Origin is Herald's own site (ALLOWED_HOSTS) or listed in HERALD_ALLOWED_ORIGINS.
+Sockets from other origins can still authenticate with a connection token in their auth frame."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.http.request import validate_host
+
+from config.herald import herald_settings
+
+
+def origin_allows_session(headers: list[tuple[bytes, bytes]]) -> bool:
+    origin = next((value for name, value in headers if name == b"origin"), None)
+    if origin is None:
+        # Browsers always send Origin on WebSocket handshakes; a client without one is not a
+        # browser page that could be hijacked.
+        return True
+    try:
+        text = origin.decode("ascii")
+        parts = urlsplit(text)
+    except (UnicodeDecodeError, ValueError):
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if text in herald_settings.ALLOWED_ORIGINS or text in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    return validate_host(parts.hostname, settings.ALLOWED_HOSTS)
+
+
+class SessionOriginMiddleware(BaseMiddleware):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        scope = dict(scope, herald_session_allowed=origin_allows_session(scope.get("headers", [])))
+        return await super().__call__(scope, receive, send)

@@ -1,0 +1,1 @@
+"""Herald project configuration: settings, ASGI application and URL routing."""

@@ -1,0 +1,28 @@
+"""The ASGI application: HTTP (Django + DRF) and WebSocket (/ws/v1/) for Daphne or uvicorn."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Set Django up before importing anything that touches models.
+django_http = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from accounts.middleware import SessionOriginMiddleware  # noqa: E402
+from notifications.node import HeraldApplication  # noqa: E402
+from notifications.routing import websocket_urlpatterns  # noqa: E402
+
+application = HeraldApplication(
+    ProtocolTypeRouter(
+        {
+            # In the embedded default Herald serves its own static files; behind nginx, nginx does.
+            "http": ASGIStaticFilesHandler(django_http) if settings.HERALD_SERVE_STATIC else django_http,
+            "websocket": SessionOriginMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
+)

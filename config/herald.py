@@ -1,0 +1,52 @@
+"""Herald's own settings: the defaults live here, deployments override them through
+`settings.HERALD` (filled from HERALD_* environment variables in config/settings.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # "inprocess": every ASGI process runs the fan-out loop itself (embedded default).
+    # "worker": `manage.py herald_worker` processes run it; web processes only store and wake.
+    "FANOUT_MODE": "inprocess",
+    # Inbox rows written per transaction while fanning out one event; 1,000 rows keep a
+    # transaction under ~50 ms on PostgreSQL, so a huge broadcast never holds locks for long.
+    "FANOUT_BATCH_SIZE": 1000,
+    # How often a fan-out loop looks for jobs nobody woke it for (crash recovery, lost wake-ups).
+    "FANOUT_SWEEP_SECONDS": 1.0,
+    # Server ping every 25 s: below the 30-60 s idle timeouts of common proxies and load
+    # balancers, so an idle but healthy socket is never cut by the network in between.
+    "HEARTBEAT_SECONDS": 25.0,
+    # A socket must authenticate within 5 s of opening, or it is closed (4002).
+    "AUTH_TIMEOUT_SECONDS": 5.0,
+    "TOKEN_MAX_LIFETIME_SECONDS": 86400,
+    "TOKEN_DEFAULT_LIFETIME_SECONDS": 900,
+    # Audience claim every connection token must carry.
+    "TOKEN_AUDIENCE": "herald",
+    # At most this many missed notifications are replayed on resume; beyond it the server says
+    # `recovered: false` and the client reloads its inbox over REST instead.
+    "REPLAY_MAX": 1000,
+    # Extra browser origins allowed to use the Django session on /ws/v1/ (besides ALLOWED_HOSTS).
+    "ALLOWED_ORIGINS": [],
+    "MAX_RECIPIENTS": 1000,
+    "MAX_BATCH_EVENTS": 100,
+    "MAX_TOPICS_PER_EVENT": 20,
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
+    # Largest client frame the consumer accepts (the ASGI server is configured to match).
+    "MAX_CLIENT_FRAME_BYTES": 65536,
+}
+
+
+class HeraldSettings:
+    """Attribute access to Herald settings: `herald_settings.REPLAY_MAX`."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown Herald setting {name!r}")
+        overrides = getattr(settings, "HERALD", {})
+        return overrides.get(name, DEFAULTS[name])
+
+
+herald_settings = HeraldSettings()

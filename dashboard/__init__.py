@@ -1,0 +1,1 @@
+"""Herald's own browser pages: the live demo page for tenant staff."""

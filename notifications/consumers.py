@@ -1,0 +1,329 @@
+"""The WebSocket endpoint /ws/v1/: a thin consumer that parses frames (protocol.py), authorises,
+and calls selectors/services. Live frames reach it from the node's hub (hub.py), not from a
+channel-layer channel of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DatabaseError
+
+from accounts import selectors as account_selectors
+from accounts.exceptions import HeraldError, TenantInactive, TokenExpired, Unauthorized, ValidationFailed
+from accounts.principals import EndUserPrincipal
+from config.herald import herald_settings
+from notifications import delivery, protocol, selectors, services
+from notifications.exceptions import ProtocolError
+from notifications.hub import Hub, get_hub
+from notifications.protocol import ClientFrame, ClientFrameType, CloseCode, ErrorCode
+
+logger = logging.getLogger("herald.ws")
+
+# Event ids remembered per connection to drop duplicates (resume seams, a topic frame arriving
+# both live-only and as an inbox row). 512 covers any seam: a replay is followed immediately by
+# the frames buffered during it.
+SEEN_IDS_KEPT = 512
+
+_AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
+    TokenExpired: CloseCode.TOKEN_EXPIRED,
+    TenantInactive: CloseCode.FORBIDDEN,
+    Unauthorized: CloseCode.UNAUTHORIZED,
+}
+
+
+class NotificationConsumer(AsyncWebsocketConsumer):
+    # No channel-layer channel per consumer: the hub receives for the whole process (hub.py).
+    channel_layer_alias = "herald-none"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch() runs close_old_connections() in a worker thread before EVERY
+        # handler. Our handlers touch the database only through database_sync_to_async, which
+        # does that itself, so the extra thread hop per frame is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- connection lifecycle ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.connection_id = secrets.token_hex(8)
+        self.principal: EndUserPrincipal | None = None
+        self.hub: Hub | None = None
+        self.tenant_id = 0
+        self.user_pk = 0
+        self.groups_joined: list[str] = []
+        self.live_topics: dict[str, int] = {}
+        self.seen: dict[int, bool] = {}
+        self.replaying = False
+        self.buffered: list[tuple[str, int | None, bool]] = []
+        self.closing = False
+        self.last_received = time.monotonic()
+        await self.accept()
+        loop = asyncio.get_running_loop()
+        self.auth_timer = loop.call_later(
+            herald_settings.AUTH_TIMEOUT_SECONDS, lambda: loop.create_task(self._auth_timeout())
+        )
+
+    async def _auth_timeout(self) -> None:
+        if self.principal is None and not self.closing:
+            await self.close_for(CloseCode.AUTH_TIMEOUT, "no auth frame in time")
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        self.auth_timer.cancel()
+        if self.hub is not None:
+            await self.hub.unregister(self, self.groups_joined)
+
+    async def close_for(self, code: int, reason: str) -> None:
+        """Close with a documented code (protocol.CloseCode); safe to call more than once."""
+        if self.closing:
+            return
+        self.closing = True
+        logger.info("closing connection", extra={"connection": self.connection_id, "code": int(code), "reason": reason})
+        await self.close(code=int(code), reason=reason[:120])
+
+    # --- frames from the client ----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_received = time.monotonic()
+        if self.closing:
+            return
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > herald_settings.MAX_CLIENT_FRAME_BYTES:
+            await self.close_for(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+            return
+        try:
+            frame = protocol.parse_client_frame(text_data, bytes_data)
+        except ProtocolError as error:
+            if self.principal is None:
+                await self.close_for(CloseCode.BAD_REQUEST, error.message)
+            else:
+                await self._send_error(error, error.request_id)
+            return
+        if self.principal is None:
+            if frame.type is not ClientFrameType.AUTH:
+                await self.close_for(CloseCode.BAD_REQUEST, "the first frame must be auth")
+                return
+            await self._authenticate(frame)
+            return
+        try:
+            await self._handle(frame)
+        except HeraldError as error:
+            await self._send_error(error, frame.request_id)
+        except DatabaseError:
+            logger.warning("database error on a client frame", extra={"connection": self.connection_id}, exc_info=True)
+            await self._send_frame(
+                protocol.error_frame(
+                    code=ErrorCode.UNAVAILABLE, message="Storage is unavailable; retry.", request_id=frame.request_id
+                )
+            )
+        except Exception:
+            logger.exception("client frame failed", extra={"connection": self.connection_id})
+            await self._send_frame(
+                protocol.error_frame(code=ErrorCode.INTERNAL, message="Internal error.", request_id=frame.request_id)
+            )
+
+    async def _authenticate(self, frame: ClientFrame) -> None:
+        try:
+            principal = await database_sync_to_async(self._principal_for)(frame.token)
+            topic_ids = (
+                await database_sync_to_async(selectors.topics_for_listening)(principal=principal, keys=frame.topics)
+                if frame.topics
+                else {}
+            )
+        except HeraldError as error:
+            code = next((c for kind, c in _AUTH_CLOSE_CODES.items() if isinstance(error, kind)), None)
+            if code is None:  # e.g. a forbidden topic in the auth frame
+                await self._send_error(error, frame.request_id)
+                await self.close_for(CloseCode.FORBIDDEN, error.message)
+            else:
+                await self.close_for(code, error.message)
+            return
+        except DatabaseError:
+            logger.warning("database error during auth", extra={"connection": self.connection_id}, exc_info=True)
+            await self.close_for(CloseCode.TRY_AGAIN_LATER, "storage unavailable")
+            return
+        self.auth_timer.cancel()
+        self.principal = principal
+        self.tenant_id, self.user_pk = principal.tenant.pk, principal.end_user.pk
+        self.hub = await get_hub()
+        # Join the live groups BEFORE reading the backlog: anything committed after the read
+        # arrives live, and is buffered until the backlog has been sent.
+        self.replaying = True
+        await self.hub.register(self)
+        self.groups_joined += [
+            delivery.group_for_user(self.tenant_id, self.user_pk),
+            delivery.group_for_tenant(self.tenant_id),
+        ]
+        await self._join_topics(topic_ids)
+        try:
+            start = await database_sync_to_async(selectors.socket_start)(
+                user=principal.end_user, since=frame.since, topic_ids=list(topic_ids.values())
+            )
+        except DatabaseError:
+            await self.close_for(CloseCode.TRY_AGAIN_LATER, "storage unavailable")
+            return
+        logger.info(
+            "connected",
+            extra={"connection": self.connection_id, "tenant": principal.tenant.slug, "via": principal.via},
+        )
+        await self._send_frame(
+            protocol.welcome_frame(
+                connection_id=self.connection_id,
+                user_id=principal.user_id,
+                tenant=principal.tenant.slug,
+                heartbeat=herald_settings.HEARTBEAT_SECONDS,
+                unread=start.unread,
+                cursor=start.backlog.cursor,
+            )
+        )
+        replayed = await self._replay(start.backlog)
+        await self._send_frame(
+            protocol.resumed_frame(
+                recovered=start.backlog.recovered,
+                replayed=replayed,
+                cursor=start.backlog.cursor,
+                reason=start.backlog.reason,
+            )
+        )
+
+    def _principal_for(self, token: str | None) -> EndUserPrincipal:
+        if token is not None:
+            principal = account_selectors.end_user_principal_from_token(token)
+            return principal
+        if self.scope.get("herald_session_allowed"):
+            principal_from_session = account_selectors.end_user_principal_from_session(self.scope.get("user"))
+            if principal_from_session is not None:
+                return principal_from_session
+        raise Unauthorized("Send a connection token in the auth frame.")
+
+    async def _replay(self, backlog: selectors.Backlog) -> int:
+        sent = 0
+        for frame in backlog.frames:
+            if self._first_sight(frame["id"], frame["inbox"]):
+                await self.send(text_data=protocol.encode(frame))
+                sent += 1
+        self.replaying = False
+        buffered, self.buffered = self.buffered, []
+        for text, event_id, inbox in buffered:
+            await self.push(text, event_id, inbox)
+        return sent
+
+    async def _handle(self, frame: ClientFrame) -> None:
+        assert self.principal is not None
+        user = self.principal.end_user
+        kind = frame.type
+        if kind is ClientFrameType.PING:
+            await self._send_frame({"type": protocol.ServerFrameType.PONG, "id": frame.request_id})
+        elif kind is ClientFrameType.PONG:
+            return
+        elif kind is ClientFrameType.AUTH:
+            raise ProtocolError("Already authenticated.", code=ErrorCode.ALREADY_AUTHENTICATED)
+        elif kind is ClientFrameType.SUBSCRIBE:
+            await self._subscribe(frame)
+        elif kind is ClientFrameType.UNSUBSCRIBE:
+            assert self.hub is not None
+            for key in frame.topics:
+                topic_id = self.live_topics.pop(key, None)
+                if topic_id is not None:
+                    group = delivery.group_for_topic(self.tenant_id, topic_id)
+                    self.hub.leave(self, group)
+                    self.groups_joined.remove(group)
+            await self._ack(frame, topics=sorted(self.live_topics))
+        else:
+            change = await database_sync_to_async(_INBOX_ACTIONS[kind])(user=user, ids=frame.ids)
+            await self._ack(frame, updated=change.updated, not_found=change.not_found, unread=change.unread)
+
+    async def _subscribe(self, frame: ClientFrame) -> None:
+        assert self.principal is not None
+        limit = herald_settings.MAX_SUBSCRIPTIONS_PER_CONNECTION
+        new_keys = tuple(key for key in frame.topics if key not in self.live_topics)
+        if len(self.live_topics) + len(new_keys) > limit:
+            raise ValidationFailed(f"At most {limit} topics per connection.", fields={"topics": ["Too many topics."]})
+        topic_ids = await database_sync_to_async(selectors.topics_for_listening)(
+            principal=self.principal, keys=new_keys
+        )
+        self.replaying = frame.since is not None
+        await self._join_topics(topic_ids)
+        result: dict[str, Any] = {}
+        if frame.since is not None:
+            backlog = await database_sync_to_async(selectors.backlog_since)(
+                user=self.principal.end_user, since=frame.since, topic_ids=list(topic_ids.values()), inbox=False
+            )
+            result = {
+                "recovered": backlog.recovered,
+                "replayed": await self._replay(backlog),
+                "cursor": protocol.cursor_text(backlog.cursor),
+            }
+        await self._ack(frame, topics=sorted(self.live_topics), **result)
+
+    async def _join_topics(self, topic_ids: dict[str, int]) -> None:
+        assert self.hub is not None
+        for key, topic_id in topic_ids.items():
+            group = delivery.group_for_topic(self.tenant_id, topic_id)
+            await self.hub.join(self, group)
+            self.groups_joined.append(group)
+            self.live_topics[key] = topic_id
+
+    # --- frames to the client ------------------------------------------------------------------
+
+    async def push(self, text: str, event_id: int | None, inbox: bool) -> None:
+        """Called by the hub with an already-encoded frame."""
+        if self.closing:
+            return
+        if self.replaying:
+            self.buffered.append((text, event_id, inbox))
+            return
+        if event_id is not None and not self._first_sight(event_id, inbox):
+            return
+        await self.send(text_data=text)
+
+    def _first_sight(self, event_id: int, inbox: bool) -> bool:
+        """True if this event should be sent: never sent, or sent only as a live-only frame and
+        now arriving as an inbox row."""
+        earlier = self.seen.get(event_id)
+        if earlier is not None and (earlier or not inbox):
+            return False
+        self.seen[event_id] = inbox
+        if len(self.seen) > SEEN_IDS_KEPT:
+            del self.seen[next(iter(self.seen))]
+        return True
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(text_data=protocol.encode(frame))
+
+    async def _ack(self, frame: ClientFrame, **result: Any) -> None:
+        await self._send_frame(protocol.ack_frame(request_id=frame.request_id, **result))
+
+    async def _send_error(self, error: HeraldError, request_id: str | int | None) -> None:
+        await self._send_frame(
+            protocol.error_frame(
+                code=error.code,
+                message=error.message,
+                request_id=request_id,
+                fields=error.fields,
+                retry_after=error.retry_after,
+            )
+        )
+
+
+def _mark_all_read(*, user: Any, ids: tuple[int, ...]) -> services.InboxChange:
+    return services.inbox_mark_all_read(user=user)
+
+
+_INBOX_ACTIONS = {
+    ClientFrameType.MARK_READ: services.inbox_mark_read,
+    ClientFrameType.MARK_UNREAD: services.inbox_mark_unread,
+    ClientFrameType.MARK_ALL_READ: _mark_all_read,
+    ClientFrameType.ARCHIVE: services.inbox_archive,
+    ClientFrameType.UNARCHIVE: services.inbox_unarchive,
+}

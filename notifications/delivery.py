@@ -1,0 +1,86 @@
+"""Live delivery: the one module that builds channel-layer group names and sends to the channel
+layer. Services and the fan-out call it; only the hub (notifications/hub.py) receives.
+
+The channel layer is at-most-once: whatever it drops, a client recovers from the database when it
+resumes from its cursor. So a failed send is logged and never fails the caller."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger("herald.delivery")
+
+# Every node receives all its live traffic on one channel named with this prefix (see hub.py).
+NODE_CHANNEL_PREFIX = "herald-node"
+# Fan-out processes wait for wake-ups on this channel (see fanout.py).
+FANOUT_CHANNEL = "herald-fanout"
+# Up to this many users, inbox frames go to each user's own group (only nodes holding that user
+# get them); above it, one message to the tenant group carries the list of user ids, which costs
+# one layer round trip instead of one per user. 16 keeps the common single-recipient case exact.
+PER_USER_SEND_LIMIT = 16
+# Message type the hub handles.
+MESSAGE_TYPE = "herald.frame"
+
+
+def group_for_tenant(tenant_id: int) -> str:
+    return f"herald.t{tenant_id}"
+
+
+def group_for_user(tenant_id: int, user_pk: int) -> str:
+    return f"herald.t{tenant_id}.u{user_pk}"
+
+
+def group_for_topic(tenant_id: int, topic_id: int) -> str:
+    return f"herald.t{tenant_id}.k{topic_id}"
+
+
+def _group_send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:  # the layer is best-effort: the database holds the truth
+        logger.warning("live send failed", extra={"group": group}, exc_info=True)
+
+
+def push_to_users(*, tenant_id: int, user_pks: list[int], text: str, event_id: int | None, inbox: bool = True) -> None:
+    """Send an encoded frame to every connection of these users."""
+    if not user_pks:
+        return
+    base = {"type": MESSAGE_TYPE, "text": text, "event": event_id, "inbox": inbox}
+    if len(user_pks) <= PER_USER_SEND_LIMIT:
+        for user_pk in user_pks:
+            group = group_for_user(tenant_id, user_pk)
+            _group_send(group, {**base, "group": group})
+    else:
+        group = group_for_tenant(tenant_id)
+        _group_send(group, {**base, "group": group, "users": user_pks})
+
+
+def push_to_topic(*, tenant_id: int, topic_id: int, text: str, event_id: int) -> None:
+    """Send an encoded frame to every connection listening live to a topic."""
+    group = group_for_topic(tenant_id, topic_id)
+    _group_send(group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False})
+
+
+def push_to_users_on_commit(*, tenant_id: int, user_pks: list[int], text: str) -> None:
+    """Like push_to_users for a frame that is not a notification (e.g. `unread`), sent only if and
+    when the current transaction commits."""
+    transaction.on_commit(lambda: push_to_users(tenant_id=tenant_id, user_pks=user_pks, text=text, event_id=None))
+
+
+def wake_fanout() -> None:
+    """Tell fan-out processes there is work (best effort: they also sweep the outbox)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.send)(FANOUT_CHANNEL, {"type": "fanout.wake"})
+    except Exception:
+        logger.warning("fan-out wake-up failed; the next sweep will pick the job up", exc_info=True)

@@ -1,0 +1,308 @@
+"""Fan-out: turns a stored event into inbox rows and live frames, after the publishing
+transaction has committed.
+
+The publish request only stores the event and a FanoutJob (the outbox) in one transaction. A
+fan-out loop (in the web process by default, `manage.py herald_worker` in production) is woken
+after commit and also sweeps the outbox every FANOUT_SWEEP_SECONDS, so a job survives any crash
+between commit and delivery: it is simply done again, and inbox rows are unique per (user, event).
+
+Ordering: jobs of one tenant are processed one at a time, in order, under a per-tenant lock (a
+PostgreSQL advisory lock across processes). The event's stream position `seq` is assigned when
+its fan-out starts, so positions follow the order in which events become visible, which is what
+lets a client resume from "the last position I saw" without missing anything; an auto-increment
+id would not do, because concurrent publishes commit out of id order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from accounts.models import EndUser
+from accounts.services import end_users_ensure
+from config.herald import herald_settings
+from notifications import delivery, protocol
+from notifications.models import Event, FanoutJob, Notification, Stream, Subscription
+
+logger = logging.getLogger("herald.fanout")
+
+# Advisory-lock namespace (first key of pg_try_advisory_lock(int, int)): "HRLD" in ASCII.
+_ADVISORY_NAMESPACE = 0x48524C44 - 2**31
+# Jobs of one tenant taken per lock: bounds how long one busy tenant holds a loop's attention.
+JOBS_PER_TENANT_ROUND = 200
+
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def tenant_lock(tenant_id: int) -> Iterator[bool]:
+    """Yield True if this process now owns the tenant's fan-out, False if someone else does."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_ADVISORY_NAMESPACE, tenant_id])
+            acquired = bool(cursor.fetchone()[0])
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_NAMESPACE, tenant_id])
+        return
+    # SQLite: the embedded default runs one process, so a process-wide lock is enough.
+    with _local_locks_guard:
+        lock = _local_locks.setdefault(tenant_id, threading.Lock())
+    acquired = lock.acquire(blocking=False)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
+
+
+def process_pending() -> int:
+    """Fan out every pending job this process can lock; return how many events it completed."""
+    completed = 0
+    tenant_ids = list(FanoutJob.objects.order_by().values_list("tenant_id", flat=True).distinct())
+    for tenant_id in tenant_ids:
+        with tenant_lock(tenant_id) as acquired:
+            if not acquired:
+                continue
+            jobs = list(
+                FanoutJob.objects.filter(tenant_id=tenant_id)
+                .select_related("event")
+                .order_by("event_id")[:JOBS_PER_TENANT_ROUND]
+            )
+            for job in jobs:
+                try:
+                    fanout_event(job)
+                except Exception as error:
+                    logger.exception("fan-out failed; will retry", extra={"event": job.event_id, "tenant": tenant_id})
+                    FanoutJob.objects.filter(pk=job.pk).update(
+                        attempts=job.attempts + 1, last_error=repr(error)[:2000], updated_at=timezone.now()
+                    )
+                    break  # keep this tenant's order: retry this job before any later one
+                completed += 1
+    return completed
+
+
+def fanout_event(job: FanoutJob) -> None:
+    """Write the event's inbox rows in batches, push them live, and finish the job."""
+    event = job.event
+    if event.seq is None:
+        _assign_position(event)
+    topics = list(event.topics.order_by("key").values_list("id", "key"))
+    topic_keys = [key for _, key in topics]
+    frame = _frame(event, topic_keys, inbox=True)
+
+    if job.phase == "direct":  # "direct": the explicitly addressed recipients, in one batch (<= 1,000)
+        with transaction.atomic():
+            user_pks = []
+            if event.recipients:
+                user_pks = list(end_users_ensure(tenant=event.tenant, external_ids=event.recipients).values())
+                _insert_rows(event, user_pks)
+            _save_progress(job, "audience", 0)
+        delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk)
+    if job.phase == "audience":  # "audience": topic subscribers, or everyone for a broadcast
+        topic_ids = [topic_id for topic_id, _ in topics]
+        if event.broadcast or topic_ids:
+            for user_pks in _audience_batches(event, topic_ids, after=job.last_pk):
+                with transaction.atomic():
+                    _insert_rows(event, user_pks)
+                    _save_progress(job, "audience", user_pks[-1])
+                delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk)
+    _complete(event, job)
+    if topics:
+        live_frame = _frame(event, topic_keys, inbox=False)
+        for topic_id, _ in topics:
+            delivery.push_to_topic(tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.pk)
+
+
+def _assign_position(event: Event) -> None:
+    with transaction.atomic():
+        stream, _ = Stream.objects.select_for_update().get_or_create(tenant_id=event.tenant_id)
+        stream.last_seq += 1
+        stream.save(update_fields=["last_seq"])
+        event.seq = stream.last_seq
+        event.status = Event.Status.DELIVERING
+        event.save(update_fields=["seq", "status"])
+
+
+def _frame(event: Event, topic_keys: list[str], *, inbox: bool) -> str:
+    # Encoded once per event (twice when it has topics): every socket gets these same bytes.
+    assert event.seq is not None
+    return protocol.encode(
+        protocol.notification_frame(
+            event_id=event.pk,
+            seq=event.seq,
+            kind=event.kind,
+            topics=topic_keys,
+            data=event.data,
+            title=event.title,
+            body=event.body,
+            url=event.url,
+            created_at=event.created_at,
+            inbox=inbox,
+        )
+    )
+
+
+def _audience_batches(event: Event, topic_ids: list[int], *, after: int) -> Iterator[list[int]]:
+    size = herald_settings.FANOUT_BATCH_SIZE
+    while True:
+        user_pks: list[int]
+        if event.broadcast:
+            everyone = EndUser.objects.filter(tenant_id=event.tenant_id, pk__gt=after).order_by("pk")
+            user_pks = list(everyone.values_list("pk", flat=True)[:size])
+        else:
+            subscribers = Subscription.objects.filter(topic_id__in=topic_ids, user_id__gt=after).order_by("user_id")
+            user_pks = list(subscribers.values_list("user_id", flat=True).distinct()[:size])
+        if not user_pks:
+            return
+        yield user_pks
+        after = user_pks[-1]
+
+
+def _insert_rows(event: Event, user_pks: list[int]) -> None:
+    assert event.seq is not None
+    seq = event.seq
+    Notification.objects.bulk_create(
+        [Notification(tenant_id=event.tenant_id, user_id=pk, event_id=event.pk, seq=seq) for pk in user_pks],
+        ignore_conflicts=True,  # a retried batch after a crash writes nothing twice
+        batch_size=herald_settings.FANOUT_BATCH_SIZE,
+    )
+
+
+def _save_progress(job: FanoutJob, phase: str, last_pk: int) -> None:
+    job.phase, job.last_pk = phase, last_pk
+    job.save(update_fields=["phase", "last_pk", "updated_at"])
+
+
+def _complete(event: Event, job: FanoutJob) -> None:
+    with transaction.atomic():
+        event.status = Event.Status.DELIVERED
+        event.delivered_at = timezone.now()
+        event.recipient_count = Notification.objects.filter(event_id=event.pk).count()
+        event.save(update_fields=["status", "delivered_at", "recipient_count"])
+        Stream.objects.filter(tenant_id=event.tenant_id).update(delivered_seq=event.seq)
+        job.delete()
+
+
+# --- Running it --------------------------------------------------------------------------------
+
+
+class FanoutRunner:
+    """An asyncio loop around process_pending(): woken after each publish commits, and sweeping
+    the outbox every FANOUT_SWEEP_SECONDS in case a wake-up was lost (crash, Redis restart)."""
+
+    def __init__(self, *, listen_on_layer: bool) -> None:
+        self.listen_on_layer = listen_on_layer
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.completed = 0
+
+    def wake(self) -> None:
+        """Thread-safe: called from the request thread when a publish commits."""
+        if self.loop is not None and self._wake is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, *, stop: asyncio.Event | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen()) if self.listen_on_layer else None
+        sweep = herald_settings.FANOUT_SWEEP_SECONDS
+        process = sync_to_async(_process_pending_in_thread, thread_sensitive=False)
+        try:
+            while stop is None or not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=sweep)
+                self._wake.clear()
+                try:
+                    while (done := await process()) > 0:
+                        self.completed += done
+                except Exception:
+                    logger.warning("fan-out round failed; retrying after the next sweep", exc_info=True)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        assert layer is not None and self._wake is not None
+        while True:
+            try:
+                await layer.receive(delivery.FANOUT_CHANNEL)
+                self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis is down: the sweep keeps jobs moving; try to listen again shortly.
+                await asyncio.sleep(0.5)
+
+
+def _process_pending_in_thread() -> int:
+    close_old_connections()
+    try:
+        return process_pending()
+    finally:
+        close_old_connections()
+
+
+_local_runner: FanoutRunner | None = None
+_local_runner_task: asyncio.Task[None] | None = None
+
+
+def ensure_local_runner() -> None:
+    """Start the in-process fan-out loop on the running event loop (embedded default)."""
+    global _local_runner, _local_runner_task
+    if herald_settings.FANOUT_MODE != "inprocess":
+        return
+    loop = asyncio.get_running_loop()
+    if (
+        _local_runner is not None
+        and _local_runner.loop is loop
+        and _local_runner_task
+        and not _local_runner_task.done()
+    ):
+        return
+    _local_runner = FanoutRunner(listen_on_layer=False)
+    _local_runner_task = loop.create_task(_local_runner.run(), name="herald-fanout")
+
+
+async def stop_local_runner() -> None:
+    global _local_runner, _local_runner_task
+    task, _local_runner, _local_runner_task = _local_runner_task, None, None
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def request_fanout() -> None:
+    """Called after a publish commits: wake the in-process loop, or the worker processes."""
+    runner = _local_runner
+    if runner is not None and runner.loop is not None and not runner.loop.is_closed():
+        runner.wake()
+    elif herald_settings.FANOUT_MODE == "worker":
+        delivery.wake_fanout()
+    # Otherwise nothing runs fan-out in this process (a management command, a test): the next
+    # sweep of a running loop picks the job up.
+
+
+def wait_for_idle(timeout: float = 10.0) -> None:
+    """Test/ops helper: block until the outbox is empty (or raise TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while FanoutJob.objects.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("fan-out did not finish in time")
+        time.sleep(0.02)

@@ -1,0 +1,257 @@
+"""The node's live hub: one per server process. It holds the process's live connections by
+channel-layer group, receives ALL of the process's live traffic on a single channel-layer channel,
+and hands each already-encoded frame straight to the local sockets in the group.
+
+Why not one channel per consumer, as Channels does by default? Then every delivery costs a
+channel-layer receive and a consumer dispatch per connection; here a publish to 5,000 local
+listeners costs one layer message and 5,000 socket writes. Group membership is joined once per
+process (when the first local connection needs a group) and refreshed periodically, because the
+Redis layer expires memberships (`group_expiry`) so that a crashed node's groups go away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any, Protocol
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from config.herald import herald_settings
+from notifications import delivery, protocol
+
+logger = logging.getLogger("herald.hub")
+
+# Re-add every joined group this often: well inside the Redis layer's 900 s group_expiry, so a
+# live node's memberships never lapse; groups left empty are discarded at the same time.
+GROUP_REFRESH_SECONDS = 300.0
+# Wait between attempts while the channel layer (Redis) is unreachable: short enough to recover
+# within a second or two after it returns, long enough not to spin.
+LAYER_RETRY_SECONDS = 0.5
+
+
+class LiveConnection(Protocol):
+    """What the hub needs from a connection (implemented by the WebSocket consumer)."""
+
+    tenant_id: int
+    user_pk: int
+    last_received: float
+
+    async def push(self, text: str, event_id: int | None, inbox: bool) -> None: ...
+
+    async def close_for(self, code: int, reason: str) -> None: ...
+
+
+class Hub:
+    def __init__(self, layer: BaseChannelLayer) -> None:
+        self.layer = layer
+        self.channel_name = ""
+        self.members: dict[str, set[LiveConnection]] = {}
+        self.by_user: dict[tuple[int, int], set[LiveConnection]] = {}
+        # group -> True once the layer confirmed group_add, or the Future of the add in flight
+        self._joined: dict[str, bool | asyncio.Future[bool]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.layer_healthy = True
+        self.frames_out = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.channel_name = await self.layer.new_channel(delivery.NODE_CHANNEL_PREFIX)
+        self._tasks = [
+            asyncio.create_task(self._receive_loop(), name="herald-hub-receive"),
+            asyncio.create_task(self._refresh_loop(), name="herald-hub-refresh"),
+            asyncio.create_task(self._heartbeat_loop(), name="herald-hub-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(connections) for connections in self.by_user.values())
+
+    # --- membership ------------------------------------------------------------------------------
+
+    async def register(self, connection: LiveConnection) -> None:
+        """Make the connection reachable by its user and tenant groups (joined before returning)."""
+        self.by_user.setdefault((connection.tenant_id, connection.user_pk), set()).add(connection)
+        await self.join(connection, delivery.group_for_user(connection.tenant_id, connection.user_pk))
+        await self.join(connection, delivery.group_for_tenant(connection.tenant_id))
+
+    async def unregister(self, connection: LiveConnection, groups: list[str]) -> None:
+        key = (connection.tenant_id, connection.user_pk)
+        connections = self.by_user.get(key)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.by_user[key]
+        for group in groups:
+            self.leave(connection, group)
+
+    async def join(self, connection: LiveConnection, group: str) -> None:
+        self.members.setdefault(group, set()).add(connection)
+        await self._ensure_joined(group)
+
+    def leave(self, connection: LiveConnection, group: str) -> None:
+        connections = self.members.get(group)
+        if connections is not None:
+            connections.discard(connection)
+        # Empty groups are discarded from the layer by the refresh loop, not here: a user who
+        # reconnects a moment later (a page reload) then needs no layer round trip at all.
+
+    async def _ensure_joined(self, group: str) -> None:
+        state = self._joined.get(group)
+        if state is True:
+            return
+        if isinstance(state, asyncio.Future) and await asyncio.shield(state):
+            return
+        assert self.loop is not None
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self._joined[group] = future
+        try:
+            await self.layer.group_add(group, self.channel_name)
+        except BaseException:
+            self._joined.pop(group, None)
+            future.set_result(False)
+            raise
+        self._joined[group] = True
+        future.set_result(True)
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await self._layer_failed()
+                continue
+            if not self.layer_healthy:
+                await self._layer_recovered()
+            try:
+                await self.dispatch(message)
+            except Exception:
+                logger.exception("hub dispatch failed")
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        group = message.get("group")
+        if not isinstance(group, str):
+            return
+        users = message.get("users")
+        targets: list[LiveConnection]
+        if users is None:
+            targets = list(self.members.get(group, ()))
+        else:
+            tenant_id = _tenant_of(group)
+            targets = [connection for user_pk in users for connection in self.by_user.get((tenant_id, user_pk), ())]
+        text, event_id, inbox = message["text"], message.get("event"), bool(message.get("inbox"))
+        for connection in targets:
+            await connection.push(text, event_id, inbox)
+        self.frames_out += len(targets)
+
+    async def _layer_failed(self) -> None:
+        if self.layer_healthy:
+            self.layer_healthy = False
+            logger.warning("channel layer unreachable; live delivery paused", extra={"node": self.channel_name})
+        await asyncio.sleep(LAYER_RETRY_SECONDS)
+
+    async def _layer_recovered(self) -> None:
+        """The layer (Redis) came back. It may have lost our group memberships and any frames sent
+        meanwhile, so re-join every group and ask every local client to reconnect and resume from its
+        cursor: the database gives them exactly what they missed."""
+        self.layer_healthy = True
+        for group in list(self._joined):
+            self._joined.pop(group, None)
+        for group, connections in list(self.members.items()):
+            if connections:
+                with contextlib.suppress(Exception):
+                    await self._ensure_joined(group)
+        everyone = [c for group_set in self.by_user.values() for c in group_set]
+        logger.warning("channel layer back; asking clients to resume", extra={"connections": len(everyone)})
+        for connection in everyone:
+            await connection.close_for(protocol.CloseCode.TRY_AGAIN_LATER, "live delivery was interrupted; resume")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            for group, connections in list(self.members.items()):
+                try:
+                    if connections:
+                        await self.layer.group_add(group, self.channel_name)
+                    else:
+                        del self.members[group]
+                        self._joined.pop(group, None)
+                        await self.layer.group_discard(group, self.channel_name)
+                except Exception:
+                    logger.warning("group refresh failed", extra={"group": group}, exc_info=True)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = herald_settings.HEARTBEAT_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            # A client that sent nothing (not even a pong) for two intervals plus slack is gone.
+            deadline = time.monotonic() - (2 * interval + 5)
+            for connection in [c for group_set in self.by_user.values() for c in group_set]:
+                if connection.last_received < deadline:
+                    await connection.close_for(protocol.CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the client")
+                else:
+                    await connection.push(protocol.PING_TEXT, None, False)
+
+
+def _tenant_of(group: str) -> int:
+    # "herald.t<tenant>" (see delivery.group_for_tenant)
+    return int(group.split(".", 2)[1][1:])
+
+
+# One hub per event loop (a server process has one loop; tests create one per test).
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Hub, asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def get_hub() -> Hub:
+    """The hub of the running event loop, started on first use."""
+    loop = asyncio.get_running_loop()
+    entry = _hubs.get(loop)
+    if entry is None:
+        layer = get_channel_layer()
+        assert layer is not None, "Herald needs a channel layer (CHANNEL_LAYERS)"
+        hub = Hub(layer)
+        entry = (hub, loop.create_task(hub.start(), name="herald-hub-start"))
+        _hubs[loop] = entry
+    hub, starting = entry
+    try:
+        await asyncio.shield(starting)
+    except Exception:
+        if _hubs.get(loop) is entry:  # let the next connection try again
+            del _hubs[loop]
+        raise
+    return hub
+
+
+def current_hub() -> Hub | None:
+    """This loop's hub if it is running (for metrics and shutdown), without starting one."""
+    try:
+        entry = _hubs.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return None
+    return entry[0] if entry and entry[1].done() else None
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub (tests; graceful shutdown)."""
+    entry = _hubs.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        await entry[0].stop()

@@ -1,0 +1,242 @@
+"""Reads for notifications: topics, subscriptions, events, the inbox, and what a (re)connecting
+socket must be sent. Each function takes the tenant (or the end user, who carries it) first, so
+another tenant's ids are simply not found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from accounts.exceptions import Forbidden, NotFound, ValidationFailed
+from accounts.models import EndUser, Tenant
+from accounts.principals import EndUserPrincipal
+from config.herald import herald_settings
+from notifications import protocol
+from notifications.models import Event, Notification, Stream, Subscription, Topic
+
+
+def topic_get(*, tenant: Tenant, key: str) -> Topic:
+    topic = Topic.objects.filter(tenant=tenant, key=key).first()
+    if topic is None:
+        raise NotFound(f"No topic {key!r}.")
+    return topic
+
+
+def topic_list(*, tenant: Tenant) -> QuerySet[Topic]:
+    return Topic.objects.filter(tenant=tenant).order_by("key")
+
+
+def topic_subscriber_ids(*, tenant: Tenant, key: str) -> QuerySet[Subscription]:
+    topic = topic_get(tenant=tenant, key=key)
+    return Subscription.objects.filter(tenant=tenant, topic=topic).select_related("user").order_by("user_id")
+
+
+def subscription_keys(*, tenant: Tenant, user_id: str) -> list[str]:
+    return list(
+        Subscription.objects.filter(tenant=tenant, user__external_id=user_id)
+        .order_by("topic__key")
+        .values_list("topic__key", flat=True)
+    )
+
+
+def event_get(*, tenant: Tenant, event_id: int) -> Event:
+    event = Event.objects.filter(tenant=tenant, pk=event_id).prefetch_related("topics").first()
+    if event is None:
+        raise NotFound("No such event.")
+    return event
+
+
+def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> dict[str, int]:
+    """Authorise a socket to listen live to topics: key -> topic id. A topic is allowed if the
+    token names it, or, when the token names none, if the topic allows client subscriptions.
+    Unknown topics and forbidden ones get the same answer, so nothing leaks about other topics."""
+    topics = {t.key: t for t in Topic.objects.filter(tenant=principal.tenant, key__in=keys)}
+    granted = principal.granted_topics
+    refused = [
+        key
+        for key in keys
+        if key not in topics
+        or (granted is not None and key not in granted)
+        or (granted is None and not topics[key].allow_client_subscribe)
+    ]
+    if refused:
+        raise Forbidden(
+            "Not allowed to subscribe to: " + ", ".join(refused),
+            fields={"topics": [f"Not allowed: {key}" for key in refused]},
+        )
+    return {key: topics[key].pk for key in keys}
+
+
+# --- Inbox ---------------------------------------------------------------------------------------
+
+
+def unread_count(*, user: EndUser) -> int:
+    return Notification.objects.filter(
+        tenant_id=user.tenant_id, user=user, read_at__isnull=True, archived_at__isnull=True
+    ).count()
+
+
+def stream_cursor(*, tenant_id: int) -> int:
+    """The position a client may safely resume from: every event up to it is fully delivered."""
+    stream = Stream.objects.filter(tenant_id=tenant_id).values_list("delivered_seq", flat=True).first()
+    return stream or 0
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    stream_cursor: int
+
+
+def inbox_list(
+    *, user: EndUser, unread_only: bool = False, archived: str = "exclude", before: str | None = None, limit: int = 20
+) -> InboxPage:
+    """Newest first. `archived` is "exclude" (default), "only" or "include"; `before` is the
+    `next_cursor` of the previous page."""
+    cursor = stream_cursor(tenant_id=user.tenant_id)
+    rows = Notification.objects.filter(tenant_id=user.tenant_id, user=user).select_related("event")
+    if unread_only:
+        rows = rows.filter(read_at__isnull=True)
+    if archived == "exclude":
+        rows = rows.filter(archived_at__isnull=True)
+    elif archived == "only":
+        rows = rows.filter(archived_at__isnull=False)
+    if before is not None:
+        position = protocol.parse_cursor(before)
+        if position is None:
+            raise ValidationFailed(fields={"cursor": ["Not a cursor from a previous page."]})
+        rows = rows.filter(seq__lt=position)
+    page = list(rows.order_by("-seq")[: limit + 1])
+    next_cursor = protocol.cursor_text(page[limit - 1].seq) if len(page) > limit else None
+    page = page[:limit]
+    keys = _topic_keys([row.event_id for row in page])
+    return InboxPage(
+        items=[inbox_item(row, keys) for row in page],
+        next_cursor=next_cursor,
+        stream_cursor=cursor,
+    )
+
+
+def _topic_keys(event_ids: list[int]) -> dict[int, list[str]]:
+    keys: dict[int, list[str]] = {event_id: [] for event_id in event_ids}
+    for event_id, key in (
+        Event.topics.through.objects.filter(event_id__in=event_ids)
+        .order_by("topic__key")
+        .values_list("event_id", "topic__key")
+    ):
+        keys[event_id].append(key)
+    return keys
+
+
+def inbox_item(row: Notification, topic_keys: dict[int, list[str]]) -> dict[str, Any]:
+    event = row.event
+    return {
+        "id": event.pk,
+        "cursor": protocol.cursor_text(row.seq),
+        "kind": event.kind,
+        "topics": topic_keys.get(event.pk, []),
+        "data": event.data,
+        "title": event.title,
+        "body": event.body,
+        "url": event.url,
+        "created_at": event.created_at,
+        "read_at": row.read_at,
+        "archived_at": row.archived_at,
+    }
+
+
+# --- What a connecting socket is sent ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Frames a socket missed since its cursor, oldest first, and whether that is all of them."""
+
+    frames: list[dict[str, Any]]
+    recovered: bool
+    cursor: int
+    reason: str | None = None
+
+
+def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inbox: bool = True) -> Backlog:
+    """Everything after `since` for this user's inbox (unless `inbox` is False) and the given live
+    topics, in stream order.
+
+    The caller has already joined the live groups, so whatever commits after this read arrives
+    live; the caller drops ids it already sent. The delivered position is read first: every event
+    at or below it has all its inbox rows, so the cursor returned is safe to resume from."""
+    stream = Stream.objects.filter(tenant_id=user.tenant_id).values("last_seq", "delivered_seq", "pruned_seq").first()
+    last, delivered, pruned = (
+        (stream["last_seq"], stream["delivered_seq"], stream["pruned_seq"]) if stream else (0, 0, 0)
+    )
+    start = delivered if since is None else since
+    if since is not None and since < pruned:
+        return Backlog(frames=[], recovered=False, cursor=delivered, reason="retention")
+    if since is not None and since > last:  # not a cursor this tenant ever handed out
+        return Backlog(frames=[], recovered=False, cursor=delivered, reason="invalid_cursor")
+    limit = herald_settings.REPLAY_MAX
+    rows: list[Notification] = []
+    if inbox:
+        rows = list(
+            Notification.objects.filter(tenant_id=user.tenant_id, user=user, seq__gt=start)
+            .select_related("event")
+            .order_by("seq")[: limit + 1]
+        )
+    events: list[Event] = []
+    if topic_ids:
+        events = list(
+            Event.objects.filter(
+                tenant_id=user.tenant_id, topics__in=topic_ids, seq__gt=start, status=Event.Status.DELIVERED
+            )
+            .distinct()
+            .order_by("seq")[: limit + 1]
+        )
+    if len(rows) > limit or len(events) > limit:
+        return Backlog(frames=[], recovered=False, cursor=delivered, reason="too_many")
+    keys = _topic_keys([row.event_id for row in rows] + [event.pk for event in events])
+    frames: dict[int, dict[str, Any]] = {}
+    for event in events:
+        frames[event.pk] = _frame(event, event.seq or 0, keys, inbox=False)
+    for row in rows:  # an inbox row wins over a live-only frame for the same event
+        frames[row.event_id] = _frame(
+            row.event, row.seq, keys, inbox=True, read=row.read_at is not None, archived=row.archived_at is not None
+        )
+    ordered = sorted(frames.values(), key=lambda frame: int(frame["cursor"]))
+    if len(ordered) > limit:
+        return Backlog(frames=[], recovered=False, cursor=delivered, reason="too_many")
+    newest = int(ordered[-1]["cursor"]) if ordered else 0
+    return Backlog(frames=ordered, recovered=True, cursor=max(start, delivered, newest))
+
+
+def _frame(
+    event: Event, seq: int, keys: dict[int, list[str]], *, inbox: bool, read: bool = False, archived: bool = False
+) -> dict[str, Any]:
+    return protocol.notification_frame(
+        event_id=event.pk,
+        seq=seq,
+        kind=event.kind,
+        topics=keys.get(event.pk, []),
+        data=event.data,
+        title=event.title,
+        body=event.body,
+        url=event.url,
+        created_at=event.created_at,
+        inbox=inbox,
+        read=read,
+        archived=archived,
+    )
+
+
+@dataclass(frozen=True)
+class SocketStart:
+    unread: int
+    backlog: Backlog
+
+
+def socket_start(*, user: EndUser, since: int | None, topic_ids: list[int]) -> SocketStart:
+    """All a newly authenticated socket needs from the database, in one call."""
+    backlog = backlog_since(user=user, since=since, topic_ids=topic_ids)
+    return SocketStart(unread=unread_count(user=user), backlog=backlog)

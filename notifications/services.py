@@ -1,0 +1,285 @@
+"""Writes for notifications: publishing events, topics, subscriptions and inbox read state.
+Each function takes the tenant (or the end user, who carries it) first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts.exceptions import Conflict, ValidationFailed
+from accounts.models import ApiKey, EndUser, Tenant
+from accounts.ratelimit import consume
+from accounts.services import end_user_ensure
+from notifications import delivery, fanout, protocol, selectors
+from notifications.models import Event, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """One event as a publisher described it, already checked for shape by the API layer."""
+
+    kind: str
+    data: Any = field(default_factory=dict)
+    title: str = ""
+    body: str = ""
+    url: str = ""
+    recipients: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    broadcast: bool = False
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    event_ids: list[int]
+    # True when this is the stored answer to an earlier request with the same Idempotency-Key.
+    replayed: bool = False
+
+
+@transaction.atomic
+def events_publish(
+    *,
+    tenant: Tenant,
+    api_key: ApiKey | None,
+    items: list[EventInput],
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> PublishResult:
+    """Store events and their fan-out jobs in one transaction; fan-out starts after commit.
+    All or nothing: if any item is invalid, nothing is stored and every item's errors are listed."""
+    if idempotency_key:
+        earlier = _idempotent_replay(tenant=tenant, key=idempotency_key, request_hash=request_hash)
+        if earlier is not None:
+            return earlier
+    consume("publish.tenant", key=str(tenant.pk), limit=tenant.publishes_per_minute, period=60, cost=len(items))
+    topics_by_key = _topics_for(tenant, items)
+    _validate_items(tenant, items, topics_by_key)
+
+    if idempotency_key:
+        # Claim the key before writing anything. A concurrent request with the same key blocks here
+        # until ours commits, then fails the insert and replays our answer.
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    tenant=tenant,
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    response_status=202,
+                    response_body={},
+                )
+        except IntegrityError:
+            earlier = _idempotent_replay(tenant=tenant, key=idempotency_key, request_hash=request_hash)
+            if earlier is None:  # pragma: no cover - the row we collided with was rolled back
+                raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
+            return earlier
+
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                tenant=tenant,
+                api_key=api_key,
+                kind=item.kind,
+                data=item.data,
+                title=item.title,
+                body=item.body,
+                url=item.url,
+                recipients=list(item.recipients),
+                broadcast=item.broadcast,
+            )
+            for item in items
+        ]
+    )
+    Event.topics.through.objects.bulk_create(
+        [
+            Event.topics.through(event_id=event.pk, topic_id=topics_by_key[key].pk)
+            for event, item in zip(events, items, strict=True)
+            for key in item.topics
+        ]
+    )
+    FanoutJob.objects.bulk_create([FanoutJob(event=event, tenant=tenant) for event in events])
+    event_ids = [event.pk for event in events]
+    if idempotency_key:
+        record.response_body = {"ids": event_ids}
+        record.save(update_fields=["response_body"])
+    transaction.on_commit(fanout.request_fanout)
+    return PublishResult(event_ids=event_ids)
+
+
+def _idempotent_replay(*, tenant: Tenant, key: str, request_hash: str) -> PublishResult | None:
+    record = IdempotencyRecord.objects.filter(tenant=tenant, key=key).first()
+    if record is None:
+        return None
+    if record.request_hash != request_hash:
+        raise Conflict("This Idempotency-Key was already used with a different request.")
+    return PublishResult(event_ids=list(record.response_body.get("ids", [])), replayed=True)
+
+
+def _topics_for(tenant: Tenant, items: list[EventInput]) -> dict[str, Topic]:
+    keys = {key for item in items for key in item.topics}
+    if not keys:
+        return {}
+    return {topic.key: topic for topic in Topic.objects.filter(tenant=tenant, key__in=keys)}
+
+
+def _validate_items(tenant: Tenant, items: list[EventInput], topics_by_key: dict[str, Topic]) -> None:
+    errors: dict[str, dict[str, list[str]]] = {}
+    for index, item in enumerate(items):
+        item_errors: dict[str, list[str]] = {}
+        size = len(orjson.dumps(item.data))
+        if size > tenant.max_payload_bytes:
+            item_errors["data"] = [
+                f"Encoded size is {size} bytes; this tenant's limit is {tenant.max_payload_bytes} bytes."
+            ]
+        unknown = [key for key in item.topics if key not in topics_by_key]
+        if unknown:
+            item_errors["topics"] = [f"Unknown topic: {key}" for key in unknown]
+        if item_errors:
+            errors[str(index)] = item_errors
+    if errors:
+        if len(items) == 1:
+            raise ValidationFailed(fields=errors["0"])
+        raise ValidationFailed(
+            "Some events are not valid; none was published.",
+            # Keyed by item index, the same shape DRF gives field errors of a batch.
+            fields={"events": errors},
+        )
+
+
+# --- Topics --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def topic_create(
+    *,
+    tenant: Tenant,
+    key: str,
+    name: str = "",
+    description: str = "",
+    allow_client_subscribe: bool = False,
+    allow_client_publish: bool = False,
+) -> Topic:
+    topic = Topic(
+        tenant=tenant,
+        key=key,
+        name=name,
+        description=description,
+        allow_client_subscribe=allow_client_subscribe,
+        allow_client_publish=allow_client_publish,
+    )
+    try:
+        with transaction.atomic():
+            topic.save()
+    except IntegrityError:
+        raise Conflict(f"A topic with key {key!r} already exists.") from None
+    return topic
+
+
+_TOPIC_FIELDS = ("name", "description", "allow_client_subscribe", "allow_client_publish")
+
+
+@transaction.atomic
+def topic_update(*, tenant: Tenant, key: str, changes: dict[str, Any]) -> Topic:
+    topic = selectors.topic_get(tenant=tenant, key=key)
+    for name, value in changes.items():
+        if name not in _TOPIC_FIELDS:
+            raise ValidationFailed(fields={name: ["This field cannot be changed."]})
+        setattr(topic, name, value)
+    topic.save()
+    return topic
+
+
+@transaction.atomic
+def topic_delete(*, tenant: Tenant, key: str) -> None:
+    selectors.topic_get(tenant=tenant, key=key).delete()
+
+
+# --- Subscriptions -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def subscriptions_add(*, tenant: Tenant, user_id: str, topic_keys: Iterable[str]) -> list[str]:
+    """Subscribe a user to topics (idempotent); return all the user's topic keys."""
+    keys = list(dict.fromkeys(topic_keys))
+    topics = {topic.key: topic for topic in Topic.objects.filter(tenant=tenant, key__in=keys)}
+    unknown = [key for key in keys if key not in topics]
+    if unknown:
+        raise ValidationFailed(fields={"topics": [f"Unknown topic: {key}" for key in unknown]})
+    user = end_user_ensure(tenant=tenant, external_id=user_id)
+    Subscription.objects.bulk_create(
+        [Subscription(tenant=tenant, topic=topic, user=user) for topic in topics.values()],
+        ignore_conflicts=True,
+    )
+    return selectors.subscription_keys(tenant=tenant, user_id=user_id)
+
+
+@transaction.atomic
+def subscription_remove(*, tenant: Tenant, user_id: str, topic_key: str) -> None:
+    topic = selectors.topic_get(tenant=tenant, key=topic_key)
+    Subscription.objects.filter(tenant=tenant, topic=topic, user__external_id=user_id).delete()
+
+
+# --- Inbox read state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxChange:
+    updated: int
+    not_found: list[int]
+    unread: int
+
+
+def _inbox_change(
+    *, user: EndUser, ids: Iterable[int] | None, where: Q, changes: Callable[[], dict[str, Any]]
+) -> InboxChange:
+    rows: QuerySet[Notification] = Notification.objects.filter(tenant_id=user.tenant_id, user=user)
+    not_found: list[int] = []
+    if ids is not None:
+        wanted = list(dict.fromkeys(ids))
+        rows = rows.filter(event_id__in=wanted)
+        present = set(rows.values_list("event_id", flat=True))
+        not_found = [event_id for event_id in wanted if event_id not in present]
+    updated = rows.filter(where).update(**changes())
+    unread = selectors.unread_count(user=user)
+    if updated:
+        # Every tab and device of this user sees the new count.
+        delivery.push_to_users_on_commit(
+            tenant_id=user.tenant_id, user_pks=[user.pk], text=protocol.encode(protocol.unread_frame(count=unread))
+        )
+    return InboxChange(updated=updated, not_found=not_found, unread=unread)
+
+
+@transaction.atomic
+def inbox_mark_read(*, user: EndUser, ids: Iterable[int]) -> InboxChange:
+    return _inbox_change(user=user, ids=ids, where=Q(read_at__isnull=True), changes=lambda: {"read_at": timezone.now()})
+
+
+@transaction.atomic
+def inbox_mark_unread(*, user: EndUser, ids: Iterable[int]) -> InboxChange:
+    return _inbox_change(user=user, ids=ids, where=Q(read_at__isnull=False), changes=lambda: {"read_at": None})
+
+
+@transaction.atomic
+def inbox_mark_all_read(*, user: EndUser) -> InboxChange:
+    return _inbox_change(
+        user=user,
+        ids=None,
+        where=Q(read_at__isnull=True, archived_at__isnull=True),
+        changes=lambda: {"read_at": timezone.now()},
+    )
+
+
+@transaction.atomic
+def inbox_archive(*, user: EndUser, ids: Iterable[int]) -> InboxChange:
+    return _inbox_change(
+        user=user, ids=ids, where=Q(archived_at__isnull=True), changes=lambda: {"archived_at": timezone.now()}
+    )
+
+
+@transaction.atomic
+def inbox_unarchive(*, user: EndUser, ids: Iterable[int]) -> InboxChange:
+    return _inbox_change(user=user, ids=ids, where=Q(archived_at__isnull=False), changes=lambda: {"archived_at": None})
