@@ -30,6 +30,7 @@ GROUP_REFRESH_SECONDS = 300.0
 # Wait between attempts while the channel layer (Redis) is unreachable: short enough to recover
 # within a second or two after it returns, long enough not to spin.
 LAYER_RETRY_SECONDS = 0.5
+HEARTBEAT_TIMEOUT_INTERVALS = 2.5
 
 
 class LiveConnection(Protocol):
@@ -201,8 +202,9 @@ class Hub:
         interval = herald_settings.HEARTBEAT_SECONDS
         while True:
             await asyncio.sleep(interval)
-            # A client that sent nothing (not even a pong) for two intervals plus slack is gone.
-            deadline = time.monotonic() - (2 * interval + 5)
+            # A client that sent nothing (not even a pong) for 2.5 intervals missed two pings and
+            # had half an interval to answer the second: it is gone (or its network is).
+            deadline = time.monotonic() - HEARTBEAT_TIMEOUT_INTERVALS * interval
             for connection in [c for group_set in self.by_user.values() for c in group_set]:
                 if connection.last_received < deadline:
                     await connection.close_for(protocol.CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the client")

@@ -76,7 +76,7 @@ class CloseCode(IntEnum):
     AUTH_TIMEOUT = 4002  # no `auth` frame within the auth timeout
     FORBIDDEN = 4003  # tenant deactivated, or credentials revoked while connected
     TOKEN_EXPIRED = 4004  # token expired: fetch a new one, then reconnect
-    HEARTBEAT_TIMEOUT = 4008  # nothing received from the client for two heartbeat intervals
+    HEARTBEAT_TIMEOUT = 4008  # nothing received from the client for 2.5 heartbeat intervals
     CONNECTION_LIMIT = 4009  # too many concurrent connections for this tenant or user
 
 
@@ -212,7 +212,8 @@ def _ids(value: object) -> tuple[int, ...]:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return orjson.dumps(frame).decode()
+    # OPT_UTC_Z: timestamps end in `Z`, exactly as the REST API writes them.
+    return orjson.dumps(frame, option=orjson.OPT_UTC_Z).decode()
 
 
 def cursor_text(seq: int) -> str:

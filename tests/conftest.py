@@ -105,3 +105,20 @@ def run_fanout(db: Any) -> Callable[[], int]:
 
 def api_key_of(secret: str) -> ApiKey:
     return ApiKey.objects.get(prefix=secret.split("_")[1])
+
+
+@pytest.fixture
+async def live_stack() -> Any:
+    """For async consumer tests: after the test, stop this loop's hub and fan-out loop and empty
+    the in-memory channel layer (its queues belong to the test's event loop)."""
+    from channels.layers import get_channel_layer
+
+    from notifications.fanout import stop_local_runner
+    from notifications.hub import stop_hub
+
+    yield
+    await stop_local_runner()
+    await stop_hub()
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        await layer.flush()

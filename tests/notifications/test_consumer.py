@@ -1,0 +1,400 @@
+"""The /ws/v1/ consumer through Channels' WebsocketCommunicator: auth, live delivery, inbox
+actions, resume, subscriptions, errors and close codes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from accounts.models import SigningKey
+from accounts.services import signing_key_rotate
+from accounts.tokens import token_encode
+from notifications import services
+from notifications.models import Notification, Stream
+from notifications.services import EventInput
+from tests.notifications.wsclient import Socket, connect
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_stack")]
+
+
+@sync_to_async
+def publish(tenant: Any, **fields: Any) -> int:
+    fields.setdefault("kind", "test")
+    for name in ("recipients", "topics"):
+        fields[name] = tuple(fields.get(name, ()))
+    result = services.events_publish(tenant=tenant, api_key=None, items=[EventInput(**fields)])
+    return result.event_ids[0]
+
+
+@pytest.fixture
+def fast_heartbeat(settings: Any) -> None:
+    settings.HERALD = {**settings.HERALD, "HEARTBEAT_SECONDS": 0.2}
+
+
+async def test_token_auth_gets_welcome_then_resumed(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    socket = await Socket().open()
+    welcome, replayed, resumed = await socket.auth(token)
+    assert welcome["user"] == "alice"
+    assert welcome["tenant"] == "acme"
+    assert welcome["unread"] == 0
+    assert welcome["cursor"] == "0"
+    assert welcome["heartbeat"] == 25.0
+    assert len(welcome["connection_id"]) == 16
+    assert replayed == []
+    assert resumed == {"type": "resumed", "recovered": True, "replayed": 0, "cursor": "0"}
+    await socket.close()
+
+
+async def test_notification_to_the_user_arrives_live_with_every_field(tenant, make_token):
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    event_id = await publish(
+        tenant,
+        recipients=["alice"],
+        kind="order.shipped",
+        title="Shipped",
+        body="Box 7",
+        url="/orders/7",
+        data={"order": 7},
+    )
+    frame = await socket.receive_type("notification")
+    assert frame["id"] == event_id
+    assert frame["cursor"] == "1"
+    assert frame["kind"] == "order.shipped"
+    assert frame["data"] == {"order": 7}
+    assert (frame["title"], frame["body"], frame["url"]) == ("Shipped", "Box 7", "/orders/7")
+    assert frame["topics"] == []
+    assert frame["inbox"] is True and frame["read"] is False
+    assert frame["created_at"].endswith("Z")
+    await socket.close()
+
+
+async def test_other_users_notifications_do_not_arrive(tenant, make_token):
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    await publish(tenant, recipients=["bob"])
+    assert await socket.nothing(0.5)
+    await socket.close()
+
+
+async def test_missing_auth_frame_closes_4002(tenant, settings):
+    settings.HERALD = {**settings.HERALD, "AUTH_TIMEOUT_SECONDS": 0.2}
+    socket = await Socket().open()
+    assert await socket.closed_with() == 4002
+
+
+async def test_first_frame_other_than_auth_closes_4000(tenant):
+    socket = await Socket().open()
+    await socket.send({"type": "ping"})
+    assert await socket.closed_with() == 4000
+
+
+async def test_malformed_first_frame_closes_4000(tenant):
+    socket = await Socket().open()
+    await socket.send_text("{nope")
+    assert await socket.closed_with() == 4000
+
+
+async def test_auth_without_token_or_session_closes_4001(tenant):
+    socket = await Socket().open()
+    await socket.send({"type": "auth"})
+    assert await socket.closed_with() == 4001
+
+
+@pytest.mark.parametrize("case", ["forged", "wrong_audience", "alg_none", "garbage", "revoked_key", "too_long_lived"])
+async def test_bad_tokens_close_4001(tenant, case):
+    key = await sync_to_async(lambda: SigningKey.objects.filter(tenant=tenant).first())()
+    now = int(timezone.now().timestamp())
+    claims = {"sub": "alice", "aud": "herald", "iat": now, "exp": now + 600}
+    if case == "forged":
+        token = jwt.encode(claims, "not-the-secret-" * 4, algorithm="HS256", headers={"kid": key.kid})
+    elif case == "wrong_audience":
+        token = jwt.encode({**claims, "aud": "other"}, key.secret, algorithm="HS256", headers={"kid": key.kid})
+    elif case == "alg_none":
+        token = jwt.encode(claims, None, algorithm="none", headers={"kid": key.kid})
+    elif case == "garbage":
+        token = "a.b.c"
+    elif case == "revoked_key":
+        token = jwt.encode(claims, key.secret, algorithm="HS256", headers={"kid": key.kid})
+        await sync_to_async(SigningKey.objects.filter(pk=key.pk).update)(revoked_at=timezone.now())
+    else:
+        token = jwt.encode({**claims, "exp": now + 10 * 86400}, key.secret, algorithm="HS256", headers={"kid": key.kid})
+    socket = await Socket().open()
+    await socket.send({"type": "auth", "token": token})
+    assert await socket.closed_with() == 4001
+
+
+async def test_expired_token_closes_4004(tenant):
+    key = await sync_to_async(lambda: SigningKey.objects.filter(tenant=tenant).first())()
+    token, _ = token_encode(signing_key=key, user_id="alice", lifetime=timedelta(seconds=-60), topics=None)
+    socket = await Socket().open()
+    await socket.send({"type": "auth", "token": token})
+    assert await socket.closed_with() == 4004
+
+
+async def test_token_of_previous_signing_key_still_works_after_rotation(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    await sync_to_async(signing_key_rotate)(tenant=tenant)
+    socket, welcome = await connect(token)
+    assert welcome["user"] == "alice"
+    await socket.close()
+
+
+async def test_deactivated_tenant_closes_4003(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    tenant.is_active = False
+    await sync_to_async(tenant.save)()
+    socket = await Socket().open()
+    await socket.send({"type": "auth", "token": token})
+    assert await socket.closed_with() == 4003
+
+
+async def test_bad_frames_after_auth_get_error_frames_and_the_socket_stays_open(tenant, make_token):
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    await socket.send_text("{nope")
+    assert (await socket.receive_type("error"))["code"] == "bad_frame"
+    await socket.send_text("[1, 2]")
+    assert (await socket.receive_type("error"))["code"] == "bad_frame"
+    await socket.comm.send_to(bytes_data=b"\x00\x01")
+    assert (await socket.receive_type("error"))["code"] == "bad_frame"
+    unknown = await socket.request({"type": "explode", "id": "r1"})
+    assert unknown["code"] == "unknown_type"
+    wrong = await socket.request({"type": "mark_read", "id": "r2", "ids": "all"})
+    assert wrong["code"] == "invalid"
+    assert "ids" in wrong["fields"]
+    again = await socket.request({"type": "auth", "id": "r3"})
+    assert again["code"] == "already_authenticated"
+    await socket.send({"type": "ping", "id": 5})
+    assert await socket.receive_type("pong") == {"type": "pong", "id": 5}
+    await socket.close()
+
+
+async def test_oversized_frame_closes_1009(tenant, make_token, settings):
+    settings.HERALD = {**settings.HERALD, "MAX_CLIENT_FRAME_BYTES": 1000}
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    await socket.send_text('{"type":"ping","pad":"' + "x" * 2000 + '"}')
+    assert await socket.closed_with() == 1009
+
+
+async def test_mark_read_acks_and_pushes_the_unread_count_to_every_tab(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    tab1, _ = await connect(token)
+    tab2, _ = await connect(token)
+    first = await publish(tenant, recipients=["alice"])
+    second = await publish(tenant, recipients=["alice"])
+    for tab in (tab1, tab2):
+        assert [(await tab.receive_type("notification"))["id"] for _ in range(2)] == [first, second]
+    ack = await tab1.request({"type": "mark_read", "id": "m1", "ids": [first, 99999]})
+    assert ack == {"type": "ack", "id": "m1", "updated": 1, "not_found": [99999], "unread": 1}
+    assert (await tab2.receive_type("unread"))["count"] == 1
+    ack = await tab2.request({"type": "mark_all_read", "id": "m2"})
+    assert ack["updated"] == 1 and ack["unread"] == 0
+    assert (await tab1.receive_type("unread"))["count"] == 0
+    ack = await tab1.request({"type": "mark_unread", "id": "m3", "ids": [second]})
+    assert ack["unread"] == 1
+    ack = await tab1.request({"type": "archive", "id": "m4", "ids": [second]})
+    assert ack["updated"] == 1 and ack["unread"] == 0
+    row = await sync_to_async(Notification.objects.get)(event_id=second)
+    assert row.archived_at is not None and row.read_at is None
+    ack = await tab1.request({"type": "unarchive", "id": "m5", "ids": [second]})
+    assert ack["unread"] == 1
+    await tab1.close()
+    await tab2.close()
+
+
+async def test_reconnect_with_cursor_replays_missed_notifications_in_order(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    socket, _ = await connect(token)
+    await publish(tenant, recipients=["alice"])
+    seen = await socket.receive_type("notification")
+    await socket.close()
+    missed = [await publish(tenant, recipients=["alice"]) for _ in range(3)]
+    await publish(tenant, recipients=["bob"])
+    await sync_to_async(_wait_idle)()
+    socket = await Socket().open()
+    welcome, replayed, resumed = await socket.auth(token, since=seen["cursor"])
+    assert [frame["id"] for frame in replayed] == missed
+    assert [frame["cursor"] for frame in replayed] == sorted(frame["cursor"] for frame in replayed)
+    assert resumed["recovered"] is True and resumed["replayed"] == 3
+    assert int(resumed["cursor"]) >= int(replayed[-1]["cursor"])
+    assert welcome["unread"] == 4
+    live = await publish(tenant, recipients=["alice"])
+    assert (await socket.receive_type("notification"))["id"] == live
+    await socket.close()
+
+
+def _wait_idle() -> None:
+    """Finish every pending fan-out, whether or not this loop's fan-out runner is started."""
+    from notifications.fanout import process_pending, wait_for_idle
+
+    while process_pending() > 0:
+        pass
+    wait_for_idle(10)
+
+
+async def test_replayed_notifications_carry_their_read_state(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    event_id = await publish(tenant, recipients=["alice"])
+    await sync_to_async(_wait_idle)()
+    await sync_to_async(Notification.objects.filter(event_id=event_id).update)(read_at=timezone.now())
+    socket = await Socket().open()
+    _, replayed, _ = await socket.auth(token, since="0")
+    assert [(frame["id"], frame["read"]) for frame in replayed] == [(event_id, True)]
+    await socket.close()
+
+
+async def test_resume_from_before_retention_says_not_recovered(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    for _ in range(3):
+        await publish(tenant, recipients=["alice"])
+    await sync_to_async(_wait_idle)()
+    await sync_to_async(Stream.objects.filter(tenant=tenant).update)(pruned_seq=2)
+    socket = await Socket().open()
+    _, replayed, resumed = await socket.auth(token, since="1")
+    assert replayed == []
+    assert resumed["recovered"] is False and resumed["reason"] == "retention"
+    assert resumed["cursor"] == "3"
+    await socket.close()
+
+
+async def test_resume_over_the_replay_cap_says_not_recovered(tenant, make_token, settings):
+    settings.HERALD = {**settings.HERALD, "REPLAY_MAX": 2}
+    token = await sync_to_async(make_token)(tenant, "alice")
+    for _ in range(3):
+        await publish(tenant, recipients=["alice"])
+    await sync_to_async(_wait_idle)()
+    socket = await Socket().open()
+    _, replayed, resumed = await socket.auth(token, since="0")
+    assert replayed == []
+    assert resumed["recovered"] is False and resumed["reason"] == "too_many"
+    await socket.close()
+
+
+async def test_cursor_never_handed_out_says_not_recovered(tenant, make_token):
+    socket = await Socket().open()
+    _, _, resumed = await socket.auth(await sync_to_async(make_token)(tenant, "alice"), since="999")
+    assert resumed["recovered"] is False and resumed["reason"] == "invalid_cursor"
+    await socket.close()
+
+
+async def test_live_topic_subscription_rules(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "public", allow_client_subscribe=True)
+    await sync_to_async(make_topic)(tenant, "private")
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    ack = await socket.request({"type": "subscribe", "id": 1, "topics": ["public"]})
+    assert ack == {"type": "ack", "id": 1, "topics": ["public"]}
+    refused = await socket.request({"type": "subscribe", "id": 2, "topics": ["private"]})
+    assert refused["code"] == "forbidden"
+    missing = await socket.request({"type": "subscribe", "id": 3, "topics": ["nope"]})
+    assert missing["code"] == "forbidden"
+    assert missing["message"].replace("nope", "X") == refused["message"].replace("private", "X")
+    event_id = await publish(tenant, topics=["public"])
+    frame = await socket.receive_type("notification")
+    assert frame["id"] == event_id and frame["inbox"] is False and frame["topics"] == ["public"]
+    ack = await socket.request({"type": "unsubscribe", "id": 4, "topics": ["public"]})
+    assert ack["topics"] == []
+    await publish(tenant, topics=["public"])
+    assert await socket.nothing(0.5)
+    await socket.close()
+
+
+async def test_token_topic_grant_opens_private_topics_and_closes_public_ones(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "public", allow_client_subscribe=True)
+    await sync_to_async(make_topic)(tenant, "project.42")
+    token = await sync_to_async(make_token)(tenant, "alice", topics=["project.42"])
+    socket, _ = await connect(token)
+    assert (await socket.request({"type": "subscribe", "id": 1, "topics": ["project.42"]}))["type"] == "ack"
+    assert (await socket.request({"type": "subscribe", "id": 2, "topics": ["public"]}))["code"] == "forbidden"
+    await socket.close()
+
+
+async def test_topics_in_the_auth_frame_are_subscribed_before_the_backlog(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "news", allow_client_subscribe=True)
+    first = await publish(tenant, topics=["news"])
+    second = await publish(tenant, topics=["news"])
+    await sync_to_async(_wait_idle)()
+    socket = await Socket().open()
+    _, replayed, resumed = await socket.auth(
+        await sync_to_async(make_token)(tenant, "alice"), since="0", topics=["news"]
+    )
+    assert [(frame["id"], frame["inbox"]) for frame in replayed] == [(first, False), (second, False)]
+    assert resumed["recovered"] is True
+    third = await publish(tenant, topics=["news"])
+    assert (await socket.receive_type("notification"))["id"] == third
+    await socket.close()
+
+
+async def test_subscribe_with_since_replays_the_topic(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "news", allow_client_subscribe=True)
+    earlier = await publish(tenant, topics=["news"])
+    await sync_to_async(_wait_idle)()
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    await socket.send({"type": "subscribe", "id": "s", "topics": ["news"], "since": "0"})
+    frame = await socket.receive_type("notification")
+    assert frame["id"] == earlier
+    ack = await socket.receive_type("ack")
+    assert ack["recovered"] is True and ack["replayed"] == 1 and ack["topics"] == ["news"]
+    await socket.close()
+
+
+async def test_persistent_subscriber_gets_an_inbox_frame_and_a_live_listener_a_live_one(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "news", allow_client_subscribe=True)
+    await sync_to_async(services.subscriptions_add)(tenant=tenant, user_id="alice", topic_keys=["news"])
+    alice, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    bob, _ = await connect(await sync_to_async(make_token)(tenant, "bob"))
+    await bob.request({"type": "subscribe", "id": 1, "topics": ["news"]})
+    event_id = await publish(tenant, topics=["news"])
+    alice_frame = await alice.receive_type("notification")
+    bob_frame = await bob.receive_type("notification")
+    assert (alice_frame["id"], alice_frame["inbox"]) == (event_id, True)
+    assert (bob_frame["id"], bob_frame["inbox"]) == (event_id, False)
+    assert await alice.nothing(0.3)
+    await alice.close()
+    await bob.close()
+
+
+async def test_both_subscribed_ways_gets_the_inbox_frame_once_live_duplicate_dropped(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "news", allow_client_subscribe=True)
+    await sync_to_async(services.subscriptions_add)(tenant=tenant, user_id="alice", topic_keys=["news"])
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    await socket.request({"type": "subscribe", "id": 1, "topics": ["news"]})
+    event_id = await publish(tenant, topics=["news"])
+    frame = await socket.receive_type("notification")
+    assert frame["id"] == event_id and frame["inbox"] is True
+    # The live-only copy is sent after the inbox one, so it is dropped as a duplicate.
+    assert await socket.nothing(0.5)
+    await socket.close()
+
+
+async def test_server_pings_and_closes_a_silent_client_4008(tenant, make_token, fast_heartbeat):
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    assert (await socket.receive())["type"] == "ping"
+    assert await socket.closed_with(timeout=5) == 4008
+
+
+async def test_a_client_answering_pings_stays_connected(tenant, make_token, fast_heartbeat):
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    deadline = asyncio.get_running_loop().time() + 1.5
+    while asyncio.get_running_loop().time() < deadline:
+        frame = await socket.receive(timeout=2)
+        assert frame["type"] == "ping"
+        await socket.send({"type": "pong"})
+    await socket.send({"type": "ping", "id": "still-here"})
+    assert (await socket.receive_type("pong"))["id"] == "still-here"
+    await socket.close()
+
+
+async def test_too_many_live_topics_is_refused(tenant, make_token, make_topic, settings):
+    settings.HERALD = {**settings.HERALD, "MAX_SUBSCRIPTIONS_PER_CONNECTION": 2}
+    for key in ("a", "b", "c"):
+        await sync_to_async(make_topic)(tenant, key, allow_client_subscribe=True)
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    assert (await socket.request({"type": "subscribe", "id": 1, "topics": ["a", "b"]}))["type"] == "ack"
+    refused = await socket.request({"type": "subscribe", "id": 2, "topics": ["c"]})
+    assert refused["code"] == "invalid"
+    await socket.close()
