@@ -1,9 +1,14 @@
-"""Dashboard routes."""
+"""Dashboard routes: the live page at `/`, sign in and out, and the test-notification form."""
 
 from django.urls import path
 
 from dashboard import views
 
+app_name = "dashboard"
+
 urlpatterns = [
     path("", views.live_page, name="live"),
+    path("login/", views.StaffLoginView.as_view(), name="login"),
+    path("logout/", views.StaffLogoutView.as_view(), name="logout"),
+    path("send/", views.send_notification, name="send"),
 ]

@@ -1,7 +1,115 @@
-"""Dashboard views."""
+"""Dashboard views: sign in and out, the live page of a tenant staff member, and the form that
+sends them a test notification. Thin: they authorise, call one selector or service, and render."""
 
-from django.http import HttpRequest, HttpResponse
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView, LogoutView
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.exceptions import HeraldError
+from accounts.models import Membership
+from dashboard import selectors, services
+from dashboard.forms import SendNotificationForm
+from notifications.protocol import PATH as WEBSOCKET_PATH
+
+# A URL name: login_required and the auth views resolve it. Django's admin login (settings.LOGIN_URL)
+# would refuse tenant staff who are not is_staff, so the dashboard has its own.
+LOGIN_URL = "dashboard:login"
 
 
+class StaffLoginView(LoginView):
+    template_name = "dashboard/login.html"
+    redirect_authenticated_user = True
+    next_page = "dashboard:live"
+
+
+class StaffLogoutView(LogoutView):
+    next_page = LOGIN_URL
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
 def live_page(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Herald")
+    membership = selectors.staff_membership(user=request.user)
+    problem = selectors.membership_problem(membership=membership)
+    if problem is not None or membership is None:
+        return _no_access(request, problem)
+    return _render_live(request, membership, SendNotificationForm())
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def send_notification(request: HttpRequest) -> HttpResponse:
+    """Send the signed-in staff member a notification. A fetch() that accepts JSON gets JSON
+    (202 with the event id, or the error); a plain form post is redirected back, or the page is
+    rendered again with the errors."""
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    membership = selectors.staff_membership(user=request.user)
+    problem = selectors.membership_problem(membership=membership)
+    if problem is not None or membership is None:
+        if wants_json:
+            return _json_error(403, "forbidden", _PROBLEMS[problem or "no_membership"])
+        return _no_access(request, problem)
+    form = SendNotificationForm(request.POST)
+    status, code, retry_after = 400, "invalid", None
+    if form.is_valid():
+        try:
+            event_id = services.demo_notification_send(
+                membership=membership, title=form.cleaned_data["title"], body=form.cleaned_data["body"]
+            )
+        except HeraldError as error:
+            form.add_error(None, error.message)
+            status, code, retry_after = error.status_code, error.code, error.retry_after
+        else:
+            if wants_json:
+                return JsonResponse({"id": event_id}, status=202)
+            messages.success(request, "Sent. It appears in your inbox in a moment.")
+            return redirect("dashboard:live")
+    response: HttpResponse
+    if wants_json:
+        fields = {name: [str(message) for message in errors] for name, errors in form.errors.items()}
+        general = fields.pop("__all__", ["Some fields are not valid."])
+        response = _json_error(status, code, general[0], fields)
+    else:
+        response = _render_live(request, membership, form, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+_PROBLEMS = {
+    "no_membership": "Your account is not staff of any tenant, so it has no inbox to show.",
+    "tenant_inactive": "Your tenant is deactivated: it can neither publish nor connect.",
+    "invalid_external_id": "Your membership has no valid end-user id; ask a platform admin to set one.",
+}
+
+
+def _no_access(request: HttpRequest, problem: str | None) -> HttpResponse:
+    context = {"problem": problem, "explanation": _PROBLEMS[problem or "no_membership"]}
+    return render(request, "dashboard/no_access.html", context, status=403)
+
+
+def _render_live(
+    request: HttpRequest, membership: Membership, form: SendNotificationForm, *, status: int = 200
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "membership": membership,
+        "tenant": membership.tenant,
+        "state": selectors.live_page_state(membership=membership),
+        "form": form,
+        "websocket_path": WEBSOCKET_PATH,
+    }
+    return render(request, "dashboard/live.html", context, status=status)
+
+
+def _json_error(status: int, code: str, message: str, fields: dict[str, list[str]] | None = None) -> JsonResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return JsonResponse({"error": error}, status=status)
