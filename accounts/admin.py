@@ -32,6 +32,7 @@ from accounts.services import (
     scopes_clean,
     signing_key_rotate,
     tenant_create,
+    tenant_set_active,
 )
 
 LIMIT_FIELDS = ("max_connections", "publishes_per_minute", "retention_days", "max_payload_bytes")
@@ -74,6 +75,8 @@ class TenantAdmin(TenantScopedAdmin):
     def save_scoped(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             obj.save()
+            if "is_active" in form.changed_data:
+                tenant_set_active(tenant=obj, active=obj.is_active)
             return
         # tenant_create also makes the tenant's first signing key, so tokens can be minted at once.
         limits = {name: form.cleaned_data[name] for name in (*LIMIT_FIELDS, "is_active")}
@@ -91,8 +94,7 @@ class TenantAdmin(TenantScopedAdmin):
         changed = 0
         for tenant in self.scope(request, queryset):
             if tenant.is_active != active:
-                tenant.is_active = active
-                tenant.save(update_fields=["is_active", "updated_at"])
+                tenant_set_active(tenant=tenant, active=active)
                 self.log_change(request, tenant, "Activated." if active else "Deactivated.")
                 changed += 1
         self.message_user(request, f"{'Activated' if active else 'Deactivated'} {changed} tenant(s).")
@@ -132,6 +134,8 @@ class MembershipAdmin(TenantScopedAdmin):
     def save_scoped(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             obj.save()
+            if "is_active" in form.changed_data:
+                tenant_set_active(tenant=obj, active=obj.is_active)
             return
         created = membership_create(user=obj.user, tenant=obj.tenant, role=obj.role, external_id=obj.external_id)
         adopt_saved(obj, created)

@@ -1,6 +1,6 @@
 """DRF authentication: `Authorization: Bearer <credential>`, where the credential is an API key
 (tenant backends) or a connection token (end users reading their inbox). The lookup is shared
-with the WebSocket consumer (accounts.selectors.principal_from_bearer)."""
+with the WebSocket consumer (accounts.credentials.principal_from_bearer)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from accounts.credentials import principal_from_bearer
 from accounts.exceptions import Unauthorized
 from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
-from accounts.selectors import principal_from_bearer
 
 
 class BearerAuthentication(BaseAuthentication):

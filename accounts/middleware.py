@@ -32,7 +32,9 @@ def origin_allows_session(headers: list[tuple[bytes, bytes]]) -> bool:
         return False
     if text in herald_settings.ALLOWED_ORIGINS or text in settings.CSRF_TRUSTED_ORIGINS:
         return True
-    return validate_host(parts.hostname, settings.ALLOWED_HOSTS)
+    # ALLOWED_HOSTS = ["*"] accepts any Host header; it must not also accept any Origin.
+    hosts = [host for host in settings.ALLOWED_HOSTS if host != "*"]
+    return validate_host(parts.hostname, hosts)
 
 
 class SessionOriginMiddleware(BaseMiddleware):

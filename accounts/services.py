@@ -32,6 +32,19 @@ def tenant_create(*, slug: str, name: str = "", **limits: int | bool) -> Tenant:
     return tenant
 
 
+@transaction.atomic
+def tenant_set_active(*, tenant: Tenant, active: bool) -> Tenant:
+    """Activate or deactivate a tenant. Deactivating also closes every open WebSocket of the
+    tenant on every node (close 4003) once the change is committed."""
+    tenant.is_active = active
+    tenant.save(update_fields=["is_active", "updated_at"])
+    if not active:
+        from notifications import delivery  # notifications builds on accounts, not the reverse
+
+        delivery.close_tenant_connections_on_commit(tenant_id=tenant.pk, reason="tenant deactivated")
+    return tenant
+
+
 def _generate_api_key() -> tuple[str, str, str]:
     prefix = secrets.token_hex(5)
     secret = secrets.token_urlsafe(32)
@@ -53,7 +66,7 @@ def scopes_clean(scopes: Iterable[str]) -> list[str]:
 @transaction.atomic
 def api_key_create(*, tenant: Tenant, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
     """Create a key and return it with its full secret, which is never retrievable again."""
-    from accounts.selectors import api_key_hash
+    from accounts.credentials import api_key_hash
 
     prefix, secret, raw = _generate_api_key()
     api_key = ApiKey.objects.create(
@@ -66,6 +79,7 @@ def api_key_create(*, tenant: Tenant, name: str, scopes: Iterable[str]) -> tuple
     return api_key, raw
 
 
+@transaction.atomic
 def api_key_revoke(*, tenant: Tenant, api_key: ApiKey) -> ApiKey:
     if api_key.tenant_id != tenant.pk:
         raise ValidationFailed("That API key belongs to another tenant.")
@@ -144,12 +158,10 @@ def end_users_ensure(*, tenant: Tenant, external_ids: list[str]) -> dict[str, in
 
 @transaction.atomic
 def membership_create(*, user: Any, tenant: Tenant, role: str, external_id: str = "") -> Membership:
-    membership = Membership(
-        user=user,
-        tenant=tenant,
-        role=role,
-        external_id=external_id or getattr(user, "username", ""),
-    )
+    username = getattr(user, "username", "")
+    # Django usernames may hold characters external ids may not; fall back to a stable id.
+    default_id = username if EXTERNAL_ID_PATTERN.match(username) else f"user-{user.pk}"
+    membership = Membership(user=user, tenant=tenant, role=role, external_id=external_id or default_id)
     membership.full_clean()
     membership.save()
     return membership

@@ -20,7 +20,9 @@ from notifications.models import TOPIC_KEY_PATTERN
 class TokenInSerializer(serializers.Serializer):  # type: ignore[type-arg]
     user_id = StrictRegexField(EXTERNAL_ID_PATTERN, max_length=200, help_text="Your id for the end user.")
     ttl_seconds = StrictIntegerField(
-        required=False, min_value=60, help_text="Lifetime; default 900, capped by HERALD_TOKEN_MAX_LIFETIME_SECONDS."
+        required=False,
+        min_value=60,
+        help_text="Lifetime in seconds: 60 to HERALD_TOKEN_MAX_LIFETIME_SECONDS (default 86400); default 900.",
     )
     topics = serializers.ListField(
         child=StrictRegexField(TOPIC_KEY_PATTERN, max_length=128),

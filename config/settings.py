@@ -164,7 +164,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "dashboard:login"
 
 # Herald is meant to run behind a TLS-terminating proxy (nginx.conf). When it is not in DEBUG,
 # every cookie is secure, HSTS is on and plain HTTP is redirected. Each can be switched off for a
@@ -210,6 +210,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.exception_handler.herald_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # One timestamp format everywhere (notifications/protocol.py `timestamp`): UTC, microseconds, Z.
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
@@ -249,7 +251,9 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
-        "django.server": {"level": "WARNING"},
+        # Django's own default handlers would print each request error a second time, unformatted.
+        "django": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         "daphne": {"level": "WARNING"},
         "asyncio": {"level": "WARNING"},
     },

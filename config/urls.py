@@ -17,3 +17,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", include("dashboard.urls")),
 ]
+
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

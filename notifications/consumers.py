@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
-from accounts import selectors as account_selectors
+from accounts import credentials
 from accounts.exceptions import HeraldError, TenantInactive, TokenExpired, Unauthorized, ValidationFailed
 from accounts.principals import EndUserPrincipal
 from config.herald import herald_settings
@@ -96,8 +96,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.last_received = time.monotonic()
         if self.closing:
             return
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > herald_settings.MAX_CLIENT_FRAME_BYTES:
+        limit = herald_settings.MAX_CLIENT_FRAME_BYTES
+        # A character is at most 4 bytes in UTF-8: only encode when the length alone can't decide.
+        size = len(bytes_data or b"") if text_data is None else len(text_data)
+        if text_data is not None and limit // 4 < size <= limit:
+            size = len(text_data.encode("utf-8", "surrogatepass"))
+        if size > limit:
             await self.close_for(CloseCode.MESSAGE_TOO_BIG, "frame too large")
             return
         try:
@@ -134,18 +138,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def _authenticate(self, frame: ClientFrame) -> None:
         try:
             principal = await database_sync_to_async(self._principal_for)(frame.token)
-            topic_ids = (
-                await database_sync_to_async(selectors.topics_for_listening)(principal=principal, keys=frame.topics)
-                if frame.topics
-                else {}
+            topic_ids, refused = await database_sync_to_async(selectors.topics_partition)(
+                principal=principal, keys=frame.topics
             )
         except HeraldError as error:
-            code = next((c for kind, c in _AUTH_CLOSE_CODES.items() if isinstance(error, kind)), None)
-            if code is None:  # e.g. a forbidden topic in the auth frame
-                await self._send_error(error, frame.request_id)
-                await self.close_for(CloseCode.FORBIDDEN, error.message)
-            else:
-                await self.close_for(code, error.message)
+            code = next((c for kind, c in _AUTH_CLOSE_CODES.items() if isinstance(error, kind)), CloseCode.FORBIDDEN)
+            await self.close_for(code, error.message)
             return
         except DatabaseError:
             logger.warning("database error during auth", extra={"connection": self.connection_id}, exc_info=True)
@@ -182,9 +180,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 tenant=principal.tenant.slug,
                 heartbeat=herald_settings.HEARTBEAT_SECONDS,
                 unread=start.unread,
-                cursor=start.backlog.cursor,
+                cursor=start.backlog.start,
             )
         )
+        if refused:  # the allowed topics are joined; say which were not
+            await self._send_error(selectors.topics_refused_error(refused), frame.request_id)
         replayed = await self._replay(start.backlog)
         await self._send_frame(
             protocol.resumed_frame(
@@ -194,28 +194,35 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 reason=start.backlog.reason,
             )
         )
+        await self._end_replay()
 
     def _principal_for(self, token: str | None) -> EndUserPrincipal:
         if token is not None:
-            principal = account_selectors.end_user_principal_from_token(token)
+            principal = credentials.end_user_principal_from_token(token)
             return principal
         if self.scope.get("herald_session_allowed"):
-            principal_from_session = account_selectors.end_user_principal_from_session(self.scope.get("user"))
+            principal_from_session = credentials.end_user_principal_from_session(self.scope.get("user"))
             if principal_from_session is not None:
                 return principal_from_session
         raise Unauthorized("Send a connection token in the auth frame.")
 
     async def _replay(self, backlog: selectors.Backlog) -> int:
+        """Send the backlog (live frames stay buffered until _end_replay)."""
         sent = 0
         for frame in backlog.frames:
             if self._first_sight(frame["id"], frame["inbox"]):
                 await self.send(text_data=protocol.encode(frame))
                 sent += 1
+        return sent
+
+    async def _end_replay(self) -> None:
+        """Release the live frames that arrived during a replay, dropping those already sent.
+        Called after the frame that ends the replay (`resumed`, or the subscribe `ack`), so the
+        client counts them as new."""
         self.replaying = False
         buffered, self.buffered = self.buffered, []
         for text, event_id, inbox in buffered:
             await self.push(text, event_id, inbox)
-        return sent
 
     async def _handle(self, frame: ClientFrame) -> None:
         assert self.principal is not None
@@ -251,19 +258,26 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         topic_ids = await database_sync_to_async(selectors.topics_for_listening)(
             principal=self.principal, keys=new_keys
         )
-        self.replaying = frame.since is not None
-        await self._join_topics(topic_ids)
-        result: dict[str, Any] = {}
-        if frame.since is not None:
+        if frame.since is None:
+            await self._join_topics(topic_ids)
+            await self._ack(frame, topics=sorted(self.live_topics))
+            return
+        self.replaying = True
+        try:
+            await self._join_topics(topic_ids)
             backlog = await database_sync_to_async(selectors.backlog_since)(
                 user=self.principal.end_user, since=frame.since, topic_ids=list(topic_ids.values()), inbox=False
             )
-            result = {
+            result: dict[str, Any] = {
                 "recovered": backlog.recovered,
                 "replayed": await self._replay(backlog),
                 "cursor": protocol.cursor_text(backlog.cursor),
             }
-        await self._ack(frame, topics=sorted(self.live_topics), **result)
+            if backlog.reason:
+                result["reason"] = backlog.reason
+            await self._ack(frame, topics=sorted(self.live_topics), **result)
+        finally:
+            await self._end_replay()
 
     async def _join_topics(self, topic_ids: dict[str, int]) -> None:
         assert self.hub is not None

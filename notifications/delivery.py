@@ -75,6 +75,15 @@ def push_to_users_on_commit(*, tenant_id: int, user_pks: list[int], text: str) -
     transaction.on_commit(lambda: push_to_users(tenant_id=tenant_id, user_pks=user_pks, text=text, event_id=None))
 
 
+def close_tenant_connections_on_commit(*, tenant_id: int, reason: str) -> None:
+    """After commit, close every open socket of the tenant, on every node, with 4003."""
+    from notifications.protocol import CloseCode
+
+    group = group_for_tenant(tenant_id)
+    message = {"type": MESSAGE_TYPE, "group": group, "close": int(CloseCode.FORBIDDEN), "reason": reason}
+    transaction.on_commit(lambda: _group_send(group, message))
+
+
 def wake_fanout() -> None:
     """Tell fan-out processes there is work (best effort: they also sweep the outbox)."""
     layer = get_channel_layer()

@@ -157,6 +157,11 @@ class Hub:
         else:
             tenant_id = _tenant_of(group)
             targets = [connection for user_pk in users for connection in self.by_user.get((tenant_id, user_pk), ())]
+        close_code = message.get("close")
+        if close_code is not None:
+            for connection in targets:
+                await connection.close_for(int(close_code), str(message.get("reason", "")))
+            return
         text, event_id, inbox = message["text"], message.get("event"), bool(message.get("inbox"))
         for connection in targets:
             await connection.push(text, event_id, inbox)

@@ -4,8 +4,9 @@ this module (tests/notifications/test_protocol_doc.py keeps them in step)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -20,6 +21,8 @@ PATH = "/ws/v1/"
 MAX_REQUEST_ID_LENGTH = 64
 MAX_IDS_PER_FRAME = 100
 MAX_TOKEN_LENGTH = 8192
+# ASCII digits only: str.isdigit() would accept '²', which int() then refuses.
+_CURSOR_PATTERN = re.compile(r"^[0-9]{1,18}\Z")
 
 
 class ClientFrameType(StrEnum):
@@ -170,7 +173,7 @@ def _optional_token(value: object) -> str | None:
 
 def parse_cursor(value: object) -> int | None:
     """Cursors are the decimal stream positions Herald sends; None when absent or malformed."""
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+    if isinstance(value, str) and _CURSOR_PATTERN.match(value):
         return int(value)
     return None
 
@@ -212,12 +215,17 @@ def _ids(value: object) -> tuple[int, ...]:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    # OPT_UTC_Z: timestamps end in `Z`, exactly as the REST API writes them.
-    return orjson.dumps(frame, option=orjson.OPT_UTC_Z).decode()
+    return orjson.dumps(frame).decode()
 
 
 def cursor_text(seq: int) -> str:
     return str(seq)
+
+
+def timestamp(moment: datetime) -> str:
+    """Every timestamp Herald sends, over WebSocket and REST: UTC, microseconds, `Z`
+    (the same as REST_FRAMEWORK["DATETIME_FORMAT"])."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def welcome_frame(
@@ -260,7 +268,7 @@ def notification_frame(
         "title": title,
         "body": body,
         "url": url,
-        "created_at": created_at,
+        "created_at": timestamp(created_at),
         "inbox": inbox,
         "read": read,
         "archived": archived,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from accounts.exceptions import Forbidden, NotFound, ValidationFailed
@@ -48,10 +49,11 @@ def event_get(*, tenant: Tenant, event_id: int) -> Event:
     return event
 
 
-def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> dict[str, int]:
-    """Authorise a socket to listen live to topics: key -> topic id. A topic is allowed if the
-    token names it, or, when the token names none, if the topic allows client subscriptions.
-    Unknown topics and forbidden ones get the same answer, so nothing leaks about other topics."""
+def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """Split topic keys into those a socket may listen to live (key -> topic id) and the refused
+    ones. A topic is allowed if the token names it, or, when the token names none, if the topic
+    allows client subscriptions. Unknown and forbidden topics are refused alike, so nothing
+    leaks about which topics exist."""
     topics = {t.key: t for t in Topic.objects.filter(tenant=principal.tenant, key__in=keys)}
     granted = principal.granted_topics
     refused = [
@@ -61,12 +63,22 @@ def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) 
         or (granted is not None and key not in granted)
         or (granted is None and not topics[key].allow_client_subscribe)
     ]
+    return {key: topics[key].pk for key in keys if key not in refused}, refused
+
+
+def topics_refused_error(refused: list[str]) -> Forbidden:
+    return Forbidden(
+        "Not allowed to subscribe to: " + ", ".join(refused),
+        fields={"topics": [f"Not allowed: {key}" for key in refused]},
+    )
+
+
+def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> dict[str, int]:
+    """All of these topics or none: raise Forbidden naming the refused ones."""
+    allowed, refused = topics_partition(principal=principal, keys=keys)
     if refused:
-        raise Forbidden(
-            "Not allowed to subscribe to: " + ", ".join(refused),
-            fields={"topics": [f"Not allowed: {key}" for key in refused]},
-        )
-    return {key: topics[key].pk for key in keys}
+        raise topics_refused_error(refused)
+    return allowed
 
 
 # --- Inbox ---------------------------------------------------------------------------------------
@@ -142,9 +154,9 @@ def inbox_item(row: Notification, topic_keys: dict[int, list[str]]) -> dict[str,
         "title": event.title,
         "body": event.body,
         "url": event.url,
-        "created_at": event.created_at,
-        "read_at": row.read_at,
-        "archived_at": row.archived_at,
+        "created_at": protocol.timestamp(event.created_at),
+        "read_at": row.read_at and protocol.timestamp(row.read_at),
+        "archived_at": row.archived_at and protocol.timestamp(row.archived_at),
     }
 
 
@@ -157,6 +169,10 @@ class Backlog:
 
     frames: list[dict[str, Any]]
     recovered: bool
+    # Where the replay starts (the client's `since`, or the delivered position for a fresh
+    # socket): safe to store before the replay, since everything after it is replayed.
+    start: int
+    # Where the client stands once the replay is done.
     cursor: int
     reason: str | None = None
 
@@ -174,9 +190,9 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
     )
     start = delivered if since is None else since
     if since is not None and since < pruned:
-        return Backlog(frames=[], recovered=False, cursor=delivered, reason="retention")
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="retention")
     if since is not None and since > last:  # not a cursor this tenant ever handed out
-        return Backlog(frames=[], recovered=False, cursor=delivered, reason="invalid_cursor")
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="invalid_cursor")
     limit = herald_settings.REPLAY_MAX
     rows: list[Notification] = []
     if inbox:
@@ -195,7 +211,7 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
             .order_by("seq")[: limit + 1]
         )
     if len(rows) > limit or len(events) > limit:
-        return Backlog(frames=[], recovered=False, cursor=delivered, reason="too_many")
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="too_many")
     keys = _topic_keys([row.event_id for row in rows] + [event.pk for event in events])
     frames: dict[int, dict[str, Any]] = {}
     for event in events:
@@ -206,9 +222,9 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
         )
     ordered = sorted(frames.values(), key=lambda frame: int(frame["cursor"]))
     if len(ordered) > limit:
-        return Backlog(frames=[], recovered=False, cursor=delivered, reason="too_many")
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="too_many")
     newest = int(ordered[-1]["cursor"]) if ordered else 0
-    return Backlog(frames=ordered, recovered=True, cursor=max(start, delivered, newest))
+    return Backlog(frames=ordered, recovered=True, start=start, cursor=max(start, delivered, newest))
 
 
 def _frame(
@@ -237,6 +253,12 @@ class SocketStart:
 
 
 def socket_start(*, user: EndUser, since: int | None, topic_ids: list[int]) -> SocketStart:
-    """All a newly authenticated socket needs from the database, in one call."""
-    backlog = backlog_since(user=user, since=since, topic_ids=topic_ids)
-    return SocketStart(unread=unread_count(user=user), backlog=backlog)
+    """All a newly authenticated socket needs from the database, read from ONE snapshot: the
+    unread count then covers exactly the rows the backlog could see, so the client adds nothing
+    for replayed frames and +1 for each new inbox frame that arrives after `resumed`."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        backlog = backlog_since(user=user, since=since, topic_ids=topic_ids)
+        return SocketStart(unread=unread_count(user=user), backlog=backlog)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -171,6 +172,10 @@ def topic_create(
         allow_client_subscribe=allow_client_subscribe,
         allow_client_publish=allow_client_publish,
     )
+    try:
+        topic.full_clean(exclude=["tenant"], validate_unique=False)
+    except DjangoValidationError as error:
+        raise ValidationFailed(fields=error.message_dict) from None
     try:
         with transaction.atomic():
             topic.save()

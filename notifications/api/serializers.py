@@ -63,6 +63,10 @@ class EventInSerializer(serializers.Serializer):  # type: ignore[type-arg]
     def validate_url(self, value: str) -> str:
         if not value:
             return value
+        # Browsers treat "\\" like "/" and drop tabs and newlines, so "/\\evil.example" or
+        # "/\t/evil.example" would lead off-site: such characters are refused outright.
+        if any(char.isspace() or char == "\\" or ord(char) < 32 or ord(char) == 127 for char in value):
+            raise serializers.ValidationError("Must not contain whitespace, control characters or backslashes.")
         if value.startswith("/") and not value.startswith("//"):
             return value
         parts = urlsplit(value)

@@ -11,8 +11,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 
-def rest(base: str, method: str, path: str, body: Any = None, credential: str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def rest(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    credential: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)
     request.add_header("Content-Type", "application/json")

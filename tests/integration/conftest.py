@@ -123,10 +123,11 @@ def start_herald(name: str, *, port: int | None = None, **env_overrides: str) ->
     port = port or free_port()
     log_path = Path(tempfile.mkstemp(prefix=f"herald-{name}-", suffix=".log")[1])
     env = base_env(**env_overrides)
-    command = [sys.executable, "-m", "daphne", "-v", "1", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--access-log"]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = HeraldProcess(name=name, port=port, proc=proc, log_path=log_path, env=env)
     try:
         wait_until(lambda: not server.alive() or _answers(f"{server.url}/healthz"), STARTUP_TIMEOUT, f"{name} start")

@@ -4,6 +4,7 @@ inbox over REST, and two Daphne processes sharing Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -33,9 +34,13 @@ async def test_rest_publish_reaches_a_real_websocket_client_and_the_inbox(herald
     client = await LiveClient.open(server.ws_url, token)
     assert client.welcome["user"] == "alice" and client.resumed["recovered"] is True
 
-    status, body = rest(server.url, "POST", "/api/v1/events",
-                        {"kind": "order.shipped", "title": "Shipped", "data": {"order": 7}, "recipients": ["alice"]},
-                        acme_key)
+    status, body = rest(
+        server.url,
+        "POST",
+        "/api/v1/events",
+        {"kind": "order.shipped", "title": "Shipped", "data": {"order": 7}, "recipients": ["alice"]},
+        acme_key,
+    )
     assert status == 202
     (frame,) = await client.collect(1)
     assert frame["id"] == body["id"] and frame["title"] == "Shipped" and frame["data"] == {"order": 7}
@@ -45,7 +50,7 @@ async def test_rest_publish_reaches_a_real_websocket_client_and_the_inbox(herald
     assert [item["id"] for item in inbox["results"]] == [body["id"]]
     assert inbox["unread"] == 1
 
-    await client.ws.send('{"type":"mark_read","id":"r1","ids":[%d]}' % body["id"])
+    await client.ws.send(json.dumps({"type": "mark_read", "id": "r1", "ids": [body["id"]]}))
     ack = await client.next_of("ack")
     assert ack["unread"] == 0
     assert rest(server.url, "GET", "/api/v1/inbox/unread-count", credential=token) == (200, {"count": 0})

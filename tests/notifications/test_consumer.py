@@ -398,3 +398,87 @@ async def test_too_many_live_topics_is_refused(tenant, make_token, make_topic, s
     refused = await socket.request({"type": "subscribe", "id": 2, "topics": ["c"]})
     assert refused["code"] == "invalid"
     await socket.close()
+
+
+async def test_forbidden_topics_in_auth_are_reported_and_the_rest_joined(tenant, make_token, make_topic):
+    await sync_to_async(make_topic)(tenant, "public", allow_client_subscribe=True)
+    socket = await Socket().open()
+    await socket.send(
+        {
+            "type": "auth",
+            "id": "a1",
+            "token": await sync_to_async(make_token)(tenant, "alice"),
+            "topics": ["public", "secret"],
+        }
+    )
+    assert (await socket.receive())["type"] == "welcome"
+    error = await socket.receive()
+    assert error["type"] == "error" and error["code"] == "forbidden" and error["id"] == "a1"
+    assert error["fields"] == {"topics": ["Not allowed: secret"]}
+    assert (await socket.receive())["type"] == "resumed"
+    event_id = await publish(tenant, topics=["public"])
+    assert (await socket.receive_type("notification"))["id"] == event_id
+    await socket.close()
+
+
+async def test_deactivating_a_tenant_closes_its_sockets_4003(tenant, other_tenant, make_token):
+    from accounts.services import tenant_set_active
+
+    mine, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    bystander, _ = await connect(await sync_to_async(make_token)(other_tenant, "alice"))
+    await sync_to_async(tenant_set_active)(tenant=tenant, active=False)
+    assert await mine.closed_with() == 4003
+    assert await bystander.nothing(0.3)
+    event_id = await publish(other_tenant, recipients=["alice"])
+    assert (await bystander.receive_type("notification"))["id"] == event_id
+    await bystander.close()
+
+
+async def test_welcome_cursor_is_where_the_replay_starts(tenant, make_token):
+    token = await sync_to_async(make_token)(tenant, "alice")
+    for _ in range(2):
+        await publish(tenant, recipients=["alice"])
+    await sync_to_async(_wait_idle)()
+    socket = await Socket().open()
+    welcome, replayed, resumed = await socket.auth(token, since="1")
+    assert welcome["cursor"] == "1"
+    assert [frame["cursor"] for frame in replayed] == ["2"]
+    assert resumed["cursor"] == "2"
+    assert welcome["unread"] == 2
+    await socket.close()
+
+
+async def test_subscribe_replay_beyond_the_cap_reports_the_reason(tenant, make_token, make_topic, settings):
+    settings.HERALD = {**settings.HERALD, "REPLAY_MAX": 1}
+    await sync_to_async(make_topic)(tenant, "news", allow_client_subscribe=True)
+    for _ in range(2):
+        await publish(tenant, topics=["news"])
+    await sync_to_async(_wait_idle)()
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    ack = await socket.request({"type": "subscribe", "id": "s", "topics": ["news"], "since": "0"})
+    assert ack["recovered"] is False and ack["reason"] == "too_many" and ack["replayed"] == 0
+    await socket.close()
+
+
+async def test_frame_limit_counts_utf8_bytes(tenant, make_token, settings):
+    settings.HERALD = {**settings.HERALD, "MAX_CLIENT_FRAME_BYTES": 1000}
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    # 400 characters, 1,600 bytes.
+    await socket.send_text('{"type":"ping","pad":"' + "\U0001f600" * 400 + '"}')
+    assert await socket.closed_with() == 1009
+
+
+async def test_session_of_a_deactivated_tenant_closes_4003(tenant, client, django_user_model):
+    from accounts.services import membership_create
+
+    user = await sync_to_async(django_user_model.objects.create_user)("staff", password="pw-123456")
+    await sync_to_async(membership_create)(user=user, tenant=tenant, role="viewer")
+    await sync_to_async(client.force_login)(user)
+    cookie = client.cookies["sessionid"].value
+    tenant.is_active = False
+    await sync_to_async(tenant.save)()
+    socket = await Socket(
+        headers=[(b"origin", b"http://localhost"), (b"cookie", f"sessionid={cookie}".encode())]
+    ).open()
+    await socket.send({"type": "auth"})
+    assert await socket.closed_with() == 4003

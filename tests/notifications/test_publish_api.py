@@ -67,6 +67,10 @@ def test_broadcast_reaches_every_known_end_user(api, tenant, other_tenant, run_f
         ({"kind": "k", "recipients": ["a"], "title": "x" * 201}, "title"),
         ({"kind": "k", "recipients": ["a"], "url": "javascript:alert(1)"}, "url"),
         ({"kind": "k", "recipients": ["a"], "url": "//evil.example/x"}, "url"),
+        ({"kind": "k", "recipients": ["a"], "url": "/\\evil.example"}, "url"),
+        ({"kind": "k", "recipients": ["a"], "url": "/\t/evil.example"}, "url"),
+        ({"kind": "k", "recipients": ["a"], "url": "/\n/evil.example"}, "url"),
+        ({"kind": "k", "recipients": ["a"], "url": "https://ok.example/a b"}, "url"),
         ({"kind": "k", "recipients": ["a"], "data": {"a": "nul\u0000"}}, "data"),
     ],
 )

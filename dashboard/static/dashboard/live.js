@@ -46,8 +46,9 @@ function startLivePage(root) {
   let heartbeatMs = 25000;
   // Resume point: the page's stream cursor at render time, then the newest cursor seen.
   let since = root.dataset.since || null;
-  // The current connection's `welcome` cursor: frames at or below it are counted in its `unread`.
-  let welcomeCursor = null;
+  // True between `welcome` and `resumed`: replayed frames are already counted in welcome.unread.
+  let replaying = false;
+  let welcomed = false;
   let requestNumber = 0;
   const pendingRequests = new Map(); // request id -> function(ack)
 
@@ -56,8 +57,8 @@ function startLivePage(root) {
   function connect() {
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
-    setConnectionState(failures === 0 && welcomeCursor === null ? "connecting" : "reconnecting");
-    welcomeCursor = null;
+    setConnectionState(failures === 0 && !welcomed ? "connecting" : "reconnecting");
+    replaying = false;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}${root.dataset.websocketPath}`);
     socket = ws;
@@ -143,7 +144,8 @@ function startLivePage(root) {
         failures = 0;
         authenticated = true;
         heartbeatMs = (Number(frame.heartbeat) || 25) * 1000;
-        welcomeCursor = frame.cursor;
+        welcomed = true;
+        replaying = true;
         advanceCursor(frame.cursor);
         setUnread(frame.unread);
         setConnectionState("open", "Live");
@@ -155,6 +157,7 @@ function startLivePage(root) {
         if (frame.inbox && !frame.archived) addItem(frame);
         break;
       case "resumed":
+        replaying = false;
         advanceCursor(frame.cursor);
         if (!frame.recovered) {
           showNotice("Some notifications could not be replayed after the connection dropped. Reload the page to see them all.");
@@ -208,8 +211,8 @@ function startLivePage(root) {
       items.delete(Number(oldest.dataset.id));
       oldest.remove();
     }
-    // Replayed frames (at or below the welcome's cursor) are already in the welcome's count.
-    const isNew = welcomeCursor !== null && cursor > BigInt(welcomeCursor);
+    // Replayed frames (between welcome and resumed) are already in the welcome's count.
+    const isNew = !replaying;
     if (isNew && !frame.read) setUnread(Number(unreadCount.textContent) + 1);
     if (isNew) announce(`New notification: ${frame.title || frame.kind}`);
   }

@@ -1,0 +1,44 @@
+"""Which WebSocket handshakes may use the Django session (cross-site WebSocket hijacking)."""
+
+import pytest
+
+from accounts.middleware import origin_allows_session
+
+
+def headers(origin: str | None) -> list[tuple[bytes, bytes]]:
+    return [] if origin is None else [(b"origin", origin.encode())]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("http://localhost:8000", True),
+        ("https://127.0.0.1", True),
+        ("https://evil.example", False),
+        ("https://localhost.evil.example", False),
+        ("null", False),
+        ("file://", False),
+        ("javascript:alert(1)", False),
+        (None, True),
+    ],
+)
+def test_session_only_from_herald_own_origins(settings, origin, allowed):
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+    assert origin_allows_session(headers(origin)) is allowed
+
+
+def test_wildcard_allowed_hosts_does_not_allow_any_origin(settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    assert origin_allows_session(headers("https://evil.example")) is False
+
+
+def test_explicitly_allowed_origins(settings):
+    settings.ALLOWED_HOSTS = ["herald.example.com"]
+    settings.HERALD = {**settings.HERALD, "ALLOWED_ORIGINS": ["https://app.tenant.example"]}
+    assert origin_allows_session(headers("https://app.tenant.example")) is True
+    assert origin_allows_session(headers("https://herald.example.com")) is True
+    assert origin_allows_session(headers("https://other.tenant.example")) is False
+
+
+def test_non_ascii_origin_is_refused():
+    assert origin_allows_session([(b"origin", "https://\u00e9vil.example".encode())]) is False
