@@ -233,8 +233,7 @@ class FanoutRunner:
         finally:
             if listener is not None:
                 listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                await asyncio.wait([listener], timeout=5)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
@@ -284,8 +283,8 @@ async def stop_local_runner() -> None:
     task, _local_runner, _local_runner_task = _local_runner_task, None, None
     if task is not None:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Bounded: a fan-out round in its thread finishes its current batch first.
+        await asyncio.wait([task], timeout=30)
 
 
 def request_fanout() -> None:

@@ -31,6 +31,7 @@ GROUP_REFRESH_SECONDS = 300.0
 # within a second or two after it returns, long enough not to spin.
 LAYER_RETRY_SECONDS = 0.5
 HEARTBEAT_TIMEOUT_INTERVALS = 2.5
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 class LiveConnection(Protocol):
@@ -57,6 +58,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer_healthy = True
         self.frames_out = 0
+        self._stopping = False
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -70,11 +72,12 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a layer client that swallows the cancellation must not hang shutdown.
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
         self._tasks = []
 
     @property
@@ -131,12 +134,14 @@ class Hub:
     # --- receiving -------------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 message = await self.layer.receive(self.channel_name)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._stopping:  # the layer client turned our cancellation into an error
+                    return
                 await self._layer_failed()
                 continue
             if not self.layer_healthy:

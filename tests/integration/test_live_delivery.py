@@ -102,3 +102,30 @@ async def test_many_publishes_arrive_in_stream_order_across_nodes(herald_process
     cursors = [int(frame["cursor"]) for frame in frames]
     assert cursors == sorted(cursors) and len(set(cursors)) == 30
     await client.close()
+
+
+async def test_worker_mode_web_node_plus_separate_fanout_worker(herald_processes, acme_key, redis_url):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT, base_env
+
+    web = herald_processes("web", HERALD_FANOUT_MODE="worker")
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "herald_worker"],
+        cwd=ROOT,
+        env=base_env(HERALD_FANOUT_MODE="worker"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        token = mint(web.url, acme_key, "alice")
+        client = await LiveClient.open(web.ws_url, token)
+        _, body = rest(web.url, "POST", "/api/v1/events", {"kind": "k", "recipients": ["alice"]}, acme_key)
+        (frame,) = await client.collect(1)
+        assert frame["id"] == body["id"]
+        await client.close()
+    finally:
+        worker.terminate()
+        assert worker.wait(15) == 0  # SIGTERM: finishes in-hand work, exits cleanly
