@@ -5,11 +5,25 @@ RateLimited carrying the seconds until the window resets (REST sends them as Ret
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 from django.core.cache import cache
 
 from accounts.exceptions import RateLimited
+
+logger = logging.getLogger("herald.ratelimit")
+
+
+def _count(cache_key: str, cost: int, period: int) -> int:
+    # The window's counter lives a little longer than the window so the last increment lands.
+    if cache.add(cache_key, cost, timeout=period + 5):
+        return cost
+    try:
+        return int(cache.incr(cache_key, cost))
+    except ValueError:  # expired between add() and incr(): start the window again
+        cache.set(cache_key, cost, timeout=period + 5)
+        return cost
 
 
 def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) -> None:
@@ -23,15 +37,14 @@ def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) ->
     # Hash the key: it may hold an IP address or user id, and cache keys must stay short and safe.
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     cache_key = f"rl:{action}:{period}:{window}:{digest}"
-    # The window's counter lives a little longer than the window so the last increment lands.
-    if cache.add(cache_key, cost, timeout=period + 5):
-        count = cost
-    else:
-        try:
-            count = cache.incr(cache_key, cost)
-        except ValueError:  # expired between add() and incr(): start the window again
-            cache.set(cache_key, cost, timeout=period + 5)
-            count = cost
+    try:
+        count = _count(cache_key, cost, period)
+    except Exception:
+        # The shared cache (Redis) is down. Fail open: the database, not Redis, decides whether a
+        # publish is stored, and refusing every request while Redis restarts would turn a brief
+        # outage into a full one. Logged so that operators see limits were not enforced.
+        logger.warning("rate limiter unavailable; allowing", extra={"action": action})
+        return
     if count > limit:
         retry_after = max(1, int((window + 1) * period - now + 0.999))
         raise RateLimited(

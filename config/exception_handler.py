@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.http import Http404
+from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -56,6 +57,11 @@ def herald_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="herald"'
         return error_response(exc.status_code, {"code": code, "message": str(exc.detail)}, headers)
+    if isinstance(exc, RedisError):
+        logger.warning("redis unavailable", exc_info=True)
+        return error_response(
+            503, {"code": "unavailable", "message": "A dependency is unavailable; retry later."}, {"Retry-After": "5"}
+        )
     if isinstance(exc, DatabaseError):
         # Nothing was half-written: every write runs in a transaction that this error rolled back.
         logger.warning("database unavailable", exc_info=True)

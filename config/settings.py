@@ -99,7 +99,8 @@ elif _database["ENGINE"] == "django.db.backends.postgresql":
         "pool": {
             "min_size": env_int("HERALD_DB_POOL_MIN", 2, minimum=0),
             "max_size": env_int("HERALD_DB_POOL_MAX", 20, minimum=1),
-            "timeout": 10,
+            # A request waits at most 5 s for a pooled connection, then answers 503.
+            "timeout": 5,
         },
         "connect_timeout": 5,
     }

@@ -88,7 +88,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         logger.info("closing connection", extra={"connection": self.connection_id, "code": int(code), "reason": reason})
-        await self.close(code=int(code), reason=reason[:120])
+        try:
+            await self.close(code=int(code), reason=reason[:120])
+        except Exception:  # a server that refuses this code (autobahn refuses 1009 from the app)
+            await self.close(code=int(CloseCode.BAD_REQUEST))
 
     # --- frames from the client ----------------------------------------------------------------
 

@@ -80,6 +80,13 @@ class Hub:
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
         self._tasks = []
 
+    async def close_all(self, code: int, reason: str) -> int:
+        """Close every local connection (graceful shutdown); return how many."""
+        everyone = [c for group_set in self.by_user.values() for c in group_set]
+        for connection in everyone:
+            await connection.close_for(code, reason)
+        return len(everyone)
+
     @property
     def connection_count(self) -> int:
         return sum(len(connections) for connections in self.by_user.values())
@@ -177,6 +184,10 @@ class Hub:
             self.layer_healthy = False
             logger.warning("channel layer unreachable; live delivery paused", extra={"node": self.channel_name})
         await asyncio.sleep(LAYER_RETRY_SECONDS)
+        # Probe actively: after a restart Redis has lost our groups, so no message would ever
+        # arrive to tell us it is back. The probe comes back to us through receive().
+        with contextlib.suppress(Exception):
+            await self.layer.send(self.channel_name, {"type": "herald.probe"})
 
     async def _layer_recovered(self) -> None:
         """The layer (Redis) came back. It may have lost our group memberships and any frames sent

@@ -3,12 +3,34 @@ default), started on the first request or at ASGI lifespan startup, and stopped 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from notifications import fanout, hub
+from notifications import fanout, hub, protocol
 
 logger = logging.getLogger("herald.node")
+
+# How long a stopping node waits for its clients to go after telling them to reconnect elsewhere.
+# Clients close at once when they receive the close frame; 10 s covers slow networks.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+async def shutdown(grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    """Graceful stop of this process's Herald side: close every socket with 4012 ("reconnect
+    elsewhere"; clients resume from their cursor on another node, so nothing is lost), wait for
+    them to go (bounded), then let the fan-out loop finish the batch in hand and stop."""
+    node_hub = hub.current_hub()
+    if node_hub is not None:
+        closed = await node_hub.close_all(protocol.CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+        logger.info("shutting down: closing sockets", extra={"connections": closed})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while node_hub.connection_count and loop.time() < deadline:  # noqa: ASYNC110 (bounded poll)
+            await asyncio.sleep(0.05)
+    await fanout.stop_local_runner()
+    await hub.stop_hub()
+    logger.info("shut down")
 
 
 class HeraldApplication:
@@ -31,7 +53,6 @@ class HeraldApplication:
                 fanout.ensure_local_runner()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await fanout.stop_local_runner()
-                await hub.stop_hub()
+                await shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -68,12 +68,11 @@ class ErrorCode(StrEnum):
 
 
 class CloseCode(IntEnum):
-    NORMAL = 1000
-    GOING_AWAY = 1001  # the client went away
+    """Close codes Herald sends. Except 1009 (sent by the WebSocket server itself), they are in the
+    application range 4000-4999: Daphne (autobahn) refuses to send 1011-1013 from an application,
+    so 4011-4013 carry those standard meanings instead."""
+
     MESSAGE_TOO_BIG = 1009  # a client frame over the size limit
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012  # this node is shutting down: reconnect (to another node) and resume
-    TRY_AGAIN_LATER = 1013  # overloaded or a dependency is down: reconnect with backoff
     BAD_REQUEST = 4000  # first frame was not a valid `auth` frame
     UNAUTHORIZED = 4001  # token missing, forged, for another audience, or unknown key
     AUTH_TIMEOUT = 4002  # no `auth` frame within the auth timeout
@@ -81,6 +80,9 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4004  # token expired: fetch a new one, then reconnect
     HEARTBEAT_TIMEOUT = 4008  # nothing received from the client for 2.5 heartbeat intervals
     CONNECTION_LIMIT = 4009  # too many concurrent connections for this tenant or user
+    INTERNAL_ERROR = 4011  # a bug: reconnect with backoff
+    SERVICE_RESTART = 4012  # this node is shutting down: reconnect (to another node) and resume
+    TRY_AGAIN_LATER = 4013  # a dependency is down, or live delivery was interrupted: back off, resume
 
 
 # Close codes after which a client should not reconnect automatically with the same credentials.

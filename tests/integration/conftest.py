@@ -180,3 +180,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     report = outcome.get_result()
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.integration.faults import REPORT
+
+    if REPORT:
+        terminalreporter.section("fault test figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)

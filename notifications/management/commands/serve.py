@@ -1,14 +1,68 @@
-"""`manage.py serve [--host H] [--port P]`: run Herald on Daphne with Herald's WebSocket limits
-and proxy settings. One process (no workers, no shell around it), so its PID is the server's."""
+"""`manage.py serve [--host H] [--port P]`: run Herald on Daphne with Herald's WebSocket limits,
+proxy settings and graceful shutdown. One process (no workers, no shell around it), so its PID
+is the server's.
+
+On SIGTERM or SIGINT the node stops accepting connections, closes every WebSocket with 4012
+("reconnect elsewhere"; clients resume from their cursor, so nothing is lost), lets the fan-out
+loop finish the batch in hand, and exits. Daphne's own handler would drop the sockets without a
+close frame."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from typing import Any
 
 from daphne.cli import CommandLineInterface
+from daphne.server import Server
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.herald import herald_settings
+
+logger = logging.getLogger("herald.serve")
+
+
+class GracefulServer(Server):  # type: ignore[misc]
+    """Daphne's server with Herald's SIGTERM/SIGINT handling."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["signal_handlers"] = False
+        super().__init__(*args, **kwargs)
+        self.ports: list[Any] = []
+        self.stopping = False
+
+    def listen_success(self, port: Any) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def run(self) -> None:
+        from twisted.internet import reactor
+
+        def on_signal(signum: int, frame: Any) -> None:
+            reactor.callFromThread(self.graceful_stop)  # type: ignore[attr-defined]
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        super().run()
+
+    def graceful_stop(self) -> None:
+        from twisted.internet import reactor
+
+        from notifications import node
+
+        if self.stopping:
+            return
+        self.stopping = True
+        logger.info("stop requested: draining")
+        for port in self.ports:
+            port.stopListening()
+        task = asyncio.ensure_future(node.shutdown())
+        task.add_done_callback(lambda _: reactor.stop())  # type: ignore[attr-defined,misc]
+
+
+class HeraldCommandLine(CommandLineInterface):  # type: ignore[misc]
+    server_class = GracefulServer
 
 
 class Command(BaseCommand):
@@ -47,4 +101,4 @@ class Command(BaseCommand):
         if options["proxy_headers"]:
             argv.append("--proxy-headers")
         argv.append("config.asgi:application")
-        CommandLineInterface().run(argv)
+        HeraldCommandLine().run(argv)
