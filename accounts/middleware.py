@@ -39,5 +39,11 @@ def origin_allows_session(headers: list[tuple[bytes, bytes]]) -> bool:
 
 class SessionOriginMiddleware(BaseMiddleware):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        scope = dict(scope, herald_session_allowed=origin_allows_session(scope.get("headers", [])))
+        scope = dict(
+            scope,
+            herald_session_allowed=origin_allows_session(scope.get("headers", [])),
+            # The server's own send, before the session middleware wraps it: live frames are
+            # written through it (notifications/transport.py), skipping a wrapper per frame.
+            herald_server_send=send,
+        )
         return await super().__call__(scope, receive, send)

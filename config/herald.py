@@ -36,6 +36,15 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
     # Largest client frame the consumer accepts (the ASGI server is configured to match).
     "MAX_CLIENT_FRAME_BYTES": 65536,
+    # A client whose unread outbound data passes this is closed (4010): 512 KiB is ~2,000 typical
+    # notifications, minutes of backlog for a healthy client, and bounds a stuck one's memory.
+    "MAX_OUTBOUND_BYTES": 512 * 1024,
+    # The same bound, in frames, on servers other than Daphne (queued before the ASGI send).
+    "MAX_OUTBOUND_FRAMES": 2000,
+    # Kernel send buffer of each WebSocket (Daphne). Linux would autotune it up to 4 MiB, hiding a
+    # stuck client's backlog from Herald; 64 KiB (the kernel doubles it) still streams ~1 MB/s
+    # even at 100 ms round trips, far more than notifications need.
+    "SOCKET_SEND_BUFFER_BYTES": 64 * 1024,
 }
 
 

@@ -241,6 +241,9 @@ HERALD = {
     "TOKEN_DEFAULT_LIFETIME_SECONDS": env_int("HERALD_TOKEN_DEFAULT_LIFETIME_SECONDS", 900, minimum=60),
     "REPLAY_MAX": env_int("HERALD_REPLAY_MAX", 1000, minimum=1),
     "ALLOWED_ORIGINS": env_list("HERALD_ALLOWED_ORIGINS", []),
+    "MAX_CLIENT_FRAME_BYTES": env_int("HERALD_MAX_CLIENT_FRAME_BYTES", 65536, minimum=1024),
+    "MAX_OUTBOUND_BYTES": env_int("HERALD_MAX_OUTBOUND_BYTES", 512 * 1024, minimum=16 * 1024),
+    "SOCKET_SEND_BUFFER_BYTES": env_int("HERALD_SOCKET_SEND_BUFFER_BYTES", 64 * 1024, minimum=0),
 }
 
 # --- Logging: one JSON object per line on stderr; never a secret (config/logging.py) ------------

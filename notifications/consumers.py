@@ -8,6 +8,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -23,6 +24,7 @@ from notifications import delivery, protocol, selectors, services
 from notifications.exceptions import ProtocolError
 from notifications.hub import Hub, get_hub
 from notifications.protocol import ClientFrame, ClientFrameType, CloseCode, ErrorCode
+from notifications.transport import Outgoing, daphne_socket
 
 logger = logging.getLogger("herald.ws")
 
@@ -30,6 +32,9 @@ logger = logging.getLogger("herald.ws")
 # both live-only and as an inbox row). 512 covers any seam: a replay is followed immediately by
 # the frames buffered during it.
 SEEN_IDS_KEPT = 512
+# After closing a slow client (4010), how long it has to read up to the close frame before its
+# TCP connection is dropped and its buffered frames discarded.
+SLOW_CLIENT_ABORT_SECONDS = 2.0
 
 _AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
     TokenExpired: CloseCode.TOKEN_EXPIRED,
@@ -63,9 +68,18 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.live_topics: dict[str, int] = {}
         self.seen: dict[int, bool] = {}
         self.replaying = False
-        self.buffered: list[tuple[str, int | None, bool]] = []
+        self.buffered: list[tuple[Outgoing, int | None, bool]] = []
         self.closing = False
         self.last_received = time.monotonic()
+        # Daphne: live frames go straight to the socket's transport; elsewhere through a queue.
+        self.direct = daphne_socket(self.scope.get("herald_server_send"))
+        if self.direct is not None:
+            self.direct.limit_kernel_buffer(herald_settings.SOCKET_SEND_BUFFER_BYTES)
+        self.outbox: deque[str] = deque()
+        self.writer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Future[None] | None = None
+        self.max_outbound_bytes = herald_settings.MAX_OUTBOUND_BYTES
+        self.max_outbound_frames = herald_settings.MAX_OUTBOUND_FRAMES
         await self.accept()
         loop = asyncio.get_running_loop()
         self.auth_timer = loop.call_later(
@@ -224,8 +238,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         client counts them as new."""
         self.replaying = False
         buffered, self.buffered = self.buffered, []
-        for text, event_id, inbox in buffered:
-            await self.push(text, event_id, inbox)
+        for frame, event_id, inbox in buffered:
+            self.push(frame, event_id, inbox)
 
     async def _handle(self, frame: ClientFrame) -> None:
         assert self.principal is not None
@@ -292,16 +306,40 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     # --- frames to the client ------------------------------------------------------------------
 
-    async def push(self, text: str, event_id: int | None, inbox: bool) -> None:
-        """Called by the hub with an already-encoded frame."""
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
+        """Called by the hub with an already-encoded frame. Never waits: a slow client is closed
+        instead of delaying the hub (and every other client)."""
         if self.closing:
             return
         if self.replaying:
-            self.buffered.append((text, event_id, inbox))
+            self.buffered.append((frame, event_id, inbox))
             return
         if event_id is not None and not self._first_sight(event_id, inbox):
             return
-        await self.send(text_data=text)
+        if self.direct is not None:
+            if self.direct.write(frame) and self.direct.backlog() > self.max_outbound_bytes:
+                self.closer = asyncio.ensure_future(self._close_slow())
+            return
+        if len(self.outbox) >= self.max_outbound_frames:
+            self.closer = asyncio.ensure_future(self._close_slow())
+            return
+        self.outbox.append(frame.text)
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.ensure_future(self._drain_outbox())
+
+    async def _drain_outbox(self) -> None:
+        while self.outbox and not self.closing:
+            await self.send(text_data=self.outbox.popleft())
+
+    async def _close_slow(self) -> None:
+        if self.closing:
+            return
+        await self.close_for(CloseCode.SLOW_CONSUMER, "too slow: frames were not read in time; reconnect and resume")
+        self.outbox.clear()
+        if self.direct is not None:
+            # The close frame waits behind everything unread; a client that stopped reading never
+            # gets it, so its connection (and buffer) is dropped soon after.
+            asyncio.get_running_loop().call_later(SLOW_CLIENT_ABORT_SECONDS, self.direct.abort)
 
     def _first_sight(self, event_id: int, inbox: bool) -> bool:
         """True if this event should be sent: never sent, or sent only as a live-only frame and

@@ -21,6 +21,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 
 from config.herald import herald_settings
 from notifications import delivery, protocol
+from notifications.transport import Outgoing
 
 logger = logging.getLogger("herald.hub")
 
@@ -31,6 +32,8 @@ GROUP_REFRESH_SECONDS = 300.0
 # within a second or two after it returns, long enough not to spin.
 LAYER_RETRY_SECONDS = 0.5
 HEARTBEAT_TIMEOUT_INTERVALS = 2.5
+# The heartbeat frame, framed once for the life of the process.
+PING = Outgoing(protocol.PING_TEXT)
 STOP_TIMEOUT_SECONDS = 5.0
 
 
@@ -41,7 +44,7 @@ class LiveConnection(Protocol):
     user_pk: int
     last_received: float
 
-    async def push(self, text: str, event_id: int | None, inbox: bool) -> None: ...
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None: ...
 
     async def close_for(self, code: int, reason: str) -> None: ...
 
@@ -174,9 +177,9 @@ class Hub:
             for connection in targets:
                 await connection.close_for(int(close_code), str(message.get("reason", "")))
             return
-        text, event_id, inbox = message["text"], message.get("event"), bool(message.get("inbox"))
+        frame, event_id, inbox = Outgoing(message["text"]), message.get("event"), bool(message.get("inbox"))
         for connection in targets:
-            await connection.push(text, event_id, inbox)
+            connection.push(frame, event_id, inbox)
         self.frames_out += len(targets)
 
     async def _layer_failed(self) -> None:
@@ -230,7 +233,7 @@ class Hub:
                 if connection.last_received < deadline:
                     await connection.close_for(protocol.CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the client")
                 else:
-                    await connection.push(protocol.PING_TEXT, None, False)
+                    connection.push(PING, None, False)
 
 
 def _tenant_of(group: str) -> int:

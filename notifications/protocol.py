@@ -80,6 +80,7 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4004  # token expired: fetch a new one, then reconnect
     HEARTBEAT_TIMEOUT = 4008  # nothing received from the client for 2.5 heartbeat intervals
     CONNECTION_LIMIT = 4009  # too many concurrent connections for this tenant or user
+    SLOW_CONSUMER = 4010  # the client did not read its frames fast enough: reconnect and resume
     INTERNAL_ERROR = 4011  # a bug: reconnect with backoff
     SERVICE_RESTART = 4012  # this node is shutting down: reconnect (to another node) and resume
     TRY_AGAIN_LATER = 4013  # a dependency is down, or live delivery was interrupted: back off, resume

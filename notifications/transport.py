@@ -1,0 +1,83 @@
+"""Writing live frames to a socket: the fast path on Daphne, and a bounded queue elsewhere.
+
+On Daphne the hub bypasses the ASGI send of every connection: the frame is framed ONCE per publish
+(`Outgoing.wire`) and the same bytes are written to each socket's TCP transport, which never
+blocks. That is also where a slow consumer shows: the bytes it has not read pile up in its
+transport buffer, so `backlog()` can tell the hub to close it before it eats the node's memory.
+
+On any other ASGI server (uvicorn, Channels' test communicator) frames go through the ASGI send,
+from a per-connection writer task fed by a bounded queue, so a client that stops reading blocks
+only its own writer and is closed when its queue is full."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage
+
+
+class Outgoing:
+    """One encoded frame, shared by every connection it goes to."""
+
+    __slots__ = ("_wire", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """The complete WebSocket frame (server frames are unmasked, so the same for everyone)."""
+        if self._wire is None:
+            self._wire = PreparedMessage(self.text.encode(), False, False, True).payloadHybi
+        return self._wire
+
+
+class DaphneSocket:
+    """Direct access to a Daphne (autobahn/Twisted) WebSocket's transport."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def write(self, frame: Outgoing) -> bool:
+        """Queue the frame on the socket; False if the socket is no longer open."""
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return False
+        protocol.sendData(frame.wire)
+        return True
+
+    def backlog(self) -> int:
+        """Bytes written to this socket that the client has not read yet (kernel buffers aside)."""
+        transport = self.protocol.transport
+        if transport is None:
+            return 0
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def limit_kernel_buffer(self, size: int) -> None:
+        """Cap the kernel's send buffer (0 leaves Linux's autotuning on)."""
+        transport = self.protocol.transport
+        if size and transport is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, discarding unsent bytes (their memory is released)."""
+        transport = self.protocol.transport
+        if transport is not None:
+            transport.abortConnection()
+
+
+def daphne_socket(send: Any) -> DaphneSocket | None:
+    """The Daphne socket behind an ASGI `send` callable, or None on any other server.
+    Daphne passes each connection `functools.partial(server.handle_reply, protocol)`."""
+    if isinstance(send, functools.partial) and getattr(send.func, "__name__", "") == "handle_reply" and send.args:
+        protocol = send.args[0]
+        if hasattr(protocol, "sendData") and hasattr(protocol, "STATE_OPEN"):
+            return DaphneSocket(protocol)
+    return None
