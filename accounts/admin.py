@@ -35,7 +35,16 @@ from accounts.services import (
     tenant_set_active,
 )
 
-LIMIT_FIELDS = ("max_connections", "publishes_per_minute", "retention_days", "max_payload_bytes")
+LIMIT_FIELDS = (
+    "max_connections",
+    "max_connections_per_user",
+    "publishes_per_minute",
+    "key_publishes_per_minute",
+    "client_messages_per_second",
+    "max_subscriptions_per_connection",
+    "retention_days",
+    "max_payload_bytes",
+)
 
 
 class RevokedFilter(admin.SimpleListFilter):
@@ -59,13 +68,21 @@ class TenantAdmin(TenantScopedAdmin):
     # Deleting a tenant would cascade through its whole history; deactivate it instead.
     writes = frozenset({ADD, CHANGE})
     staff_write_roles = frozenset()  # staff see their own tenant's limits, read-only
-    list_display = ("slug", "name", "is_active", *LIMIT_FIELDS, "created_at")
+    list_display = (
+        "slug",
+        "name",
+        "is_active",
+        "max_connections",
+        "publishes_per_minute",
+        "retention_days",
+        "created_at",
+    )
     list_filter = ("is_active",)
     search_fields = ("slug", "name")
     actions = ("deactivate_tenants", "activate_tenants", "rotate_signing_keys")
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = ("slug", "name", "is_active", *LIMIT_FIELDS)
+        fields = ("slug", "name", "is_active", *LIMIT_FIELDS, "allowed_origins")
         return fields if obj is None else (*fields, "created_at", "updated_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -79,7 +96,7 @@ class TenantAdmin(TenantScopedAdmin):
                 tenant_set_active(tenant=obj, active=obj.is_active)
             return
         # tenant_create also makes the tenant's first signing key, so tokens can be minted at once.
-        limits = {name: form.cleaned_data[name] for name in (*LIMIT_FIELDS, "is_active")}
+        limits = {name: form.cleaned_data[name] for name in (*LIMIT_FIELDS, "is_active", "allowed_origins")}
         adopt_saved(obj, tenant_create(slug=obj.slug, name=obj.name, **limits))
 
     @admin.action(description="Deactivate selected tenants", permissions=["platform"])

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from accounts.credentials import principal_from_bearer
 from accounts.exceptions import Unauthorized
 from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
+from accounts.ratelimit import auth_failure_record, auth_failures_check
 
 
 class BearerAuthentication(BaseAuthentication):
@@ -25,9 +26,16 @@ class BearerAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise Unauthorized("The Authorization header must be ASCII.") from None
         credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("Use `Authorization: Bearer <API key or connection token>`.")
-        principal = principal_from_bearer(credential)
+        ip = request.META.get("REMOTE_ADDR") or "unknown"
+        # An IP that keeps failing is refused (429) before its credentials are even looked at.
+        auth_failures_check(ip=ip)
+        try:
+            if scheme.lower() != "bearer" or not credential:
+                raise Unauthorized("Use `Authorization: Bearer <API key or connection token>`.")
+            principal = principal_from_bearer(credential)
+        except Unauthorized:
+            auth_failure_record(ip=ip)
+            raise
         return principal, principal
 
     def authenticate_header(self, request: Request) -> str:

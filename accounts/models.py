@@ -28,8 +28,31 @@ class Tenant(models.Model):
     max_connections = models.PositiveIntegerField(
         default=10_000, help_text="Concurrent WebSocket connections across all nodes."
     )
+    max_connections_per_user = models.PositiveIntegerField(
+        default=20, help_text="Concurrent WebSocket connections of one end user (tabs, devices)."
+    )
     publishes_per_minute = models.PositiveIntegerField(
         default=6_000, help_text="Events accepted per minute over REST (all API keys together)."
+    )
+    key_publishes_per_minute = models.PositiveIntegerField(
+        default=3_000, help_text="Events accepted per minute from any one API key."
+    )
+    client_messages_per_second = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="Frames one WebSocket client may send per second (bursts up to twice that).",
+    )
+    max_subscriptions_per_connection = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Topics one WebSocket connection may listen to live.",
+    )
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text=(
+            "If set, one origin per line (e.g. https://app.example.com): browsers on other sites cannot "
+            "connect with this tenant's tokens. Clients that send no Origin (servers, apps) are unaffected."
+        ),
     )
     retention_days = models.PositiveIntegerField(
         default=30,
@@ -49,6 +72,10 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        allowed = {line.strip().rstrip("/") for line in self.allowed_origins.splitlines() if line.strip()}
+        return not allowed or origin is None or origin.rstrip("/") in allowed
 
 
 class Membership(models.Model):

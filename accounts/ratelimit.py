@@ -4,6 +4,7 @@ RateLimited carrying the seconds until the window resets (REST sends them as Ret
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -51,3 +52,20 @@ def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) ->
             f"Rate limit for {action} exceeded: at most {limit} per {period} s.",
             retry_after=retry_after,
         )
+
+
+def auth_failures_check(*, ip: str) -> None:
+    """Raise RateLimited if this client IP failed authentication too often this minute."""
+    from config.herald import herald_settings
+
+    # cost=0 only reads the count; limit - 1 refuses once `limit` failures are reached.
+    limit = herald_settings.AUTH_FAILURES_PER_IP_PER_MINUTE
+    consume("auth_failure.ip", key=ip, limit=limit - 1, period=60, cost=0)
+
+
+def auth_failure_record(*, ip: str) -> None:
+    """Count a failed authentication from this IP (the request itself still answers 401)."""
+    from config.herald import herald_settings
+
+    with contextlib.suppress(RateLimited):
+        consume("auth_failure.ip", key=ip, limit=herald_settings.AUTH_FAILURES_PER_IP_PER_MINUTE, period=60)

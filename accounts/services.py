@@ -24,7 +24,7 @@ ACTIVE_SIGNING_KEYS = 2
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str = "", **limits: int | bool) -> Tenant:
+def tenant_create(*, slug: str, name: str = "", **limits: int | bool | str) -> Tenant:
     tenant = Tenant(slug=slug, name=name or slug, **limits)
     tenant.full_clean()
     tenant.save()

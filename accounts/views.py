@@ -12,7 +12,9 @@ from accounts import services
 from accounts.models import EXTERNAL_ID_PATTERN
 from accounts.permissions import ApiKeyScope
 from accounts.principals import ApiKeyPrincipal
+from accounts.ratelimit import consume
 from config.api_fields import StrictIntegerField, StrictRegexField
+from config.herald import herald_settings
 from notifications.api.views import ERRORS
 from notifications.models import TOPIC_KEY_PATTERN
 
@@ -52,6 +54,12 @@ class TokenMintView(APIView):
     def post(self, request: Request) -> Response:
         principal = request.user
         assert isinstance(principal, ApiKeyPrincipal)
+        consume(
+            "tokens.ip",
+            key=request.META.get("REMOTE_ADDR") or "unknown",
+            limit=herald_settings.TOKENS_PER_IP_PER_MINUTE,
+            period=60,
+        )
         serializer = TokenInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -30,6 +30,13 @@ DEFAULTS: dict[str, Any] = {
     "REPLAY_MAX": 1000,
     # Extra browser origins allowed to use the Django session on /ws/v1/ (besides ALLOWED_HOSTS).
     "ALLOWED_ORIGINS": [],
+    # Per client IP, across the whole deployment (counted in the shared cache): token minting, and
+    # failed authentications (REST and WebSocket) before an IP is refused for the rest of the minute.
+    "TOKENS_PER_IP_PER_MINUTE": 1200,
+    # Connections of a node that stopped refreshing its presence (crashed) stop counting against
+    # connection limits after this long.
+    "PRESENCE_NODE_TTL_SECONDS": 30,
+    "AUTH_FAILURES_PER_IP_PER_MINUTE": 30,
     "MAX_RECIPIENTS": 1000,
     "MAX_BATCH_EVENTS": 100,
     "MAX_TOPICS_PER_EVENT": 20,

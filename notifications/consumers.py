@@ -17,10 +17,19 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
 from accounts import credentials
-from accounts.exceptions import HeraldError, TenantInactive, TokenExpired, Unauthorized, ValidationFailed
+from accounts.exceptions import (
+    Forbidden,
+    HeraldError,
+    RateLimited,
+    TenantInactive,
+    TokenExpired,
+    Unauthorized,
+    ValidationFailed,
+)
 from accounts.principals import EndUserPrincipal
+from accounts.ratelimit import auth_failure_record, auth_failures_check
 from config.herald import herald_settings
-from notifications import delivery, protocol, selectors, services
+from notifications import delivery, presence, protocol, selectors, services
 from notifications.exceptions import ProtocolError
 from notifications.hub import Hub, get_hub
 from notifications.protocol import ClientFrame, ClientFrameType, CloseCode, ErrorCode
@@ -40,6 +49,7 @@ _AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
     TokenExpired: CloseCode.TOKEN_EXPIRED,
     TenantInactive: CloseCode.FORBIDDEN,
     Unauthorized: CloseCode.UNAUTHORIZED,
+    RateLimited: CloseCode.RATE_LIMITED,
 }
 
 
@@ -71,6 +81,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.buffered: list[tuple[Outgoing, int | None, bool]] = []
         self.closing = False
         self.last_received = time.monotonic()
+        self.counted = False
+        # Token bucket for client frames: refilled at the tenant's rate, holding two seconds' worth.
+        self.bucket_rate = 0.0
+        self.bucket = 0.0
+        self.bucket_at = 0.0
+        self.refused_frames = 0
         # Daphne: live frames go straight to the socket's transport; elsewhere through a queue.
         self.direct = daphne_socket(self.scope.get("herald_server_send"))
         if self.direct is not None:
@@ -95,6 +111,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.auth_timer.cancel()
         if self.hub is not None:
             await self.hub.unregister(self, self.groups_joined)
+            if self.counted:
+                await self.hub.presence.release(self.tenant_id, self.user_pk)
 
     async def close_for(self, code: int, reason: str) -> None:
         """Close with a documented code (protocol.CloseCode); safe to call more than once."""
@@ -120,6 +138,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             size = len(text_data.encode("utf-8", "surrogatepass"))
         if size > limit:
             await self.close_for(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+            return
+        if self.principal is not None and not self._take_token():
             return
         try:
             frame = protocol.parse_client_frame(text_data, bytes_data)
@@ -152,6 +172,32 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 protocol.error_frame(code=ErrorCode.INTERNAL, message="Internal error.", request_id=frame.request_id)
             )
 
+    def _take_token(self) -> bool:
+        """Spend one token of the frame budget; refuse the frame (and, if the client keeps going
+        far past the limit, the connection) when the bucket is empty."""
+        now = time.monotonic()
+        self.bucket = min(2 * self.bucket_rate, self.bucket + (now - self.bucket_at) * self.bucket_rate)
+        self.bucket_at = now
+        if self.bucket >= 1:
+            self.bucket -= 1
+            self.refused_frames = max(0, self.refused_frames - 1)
+            return True
+        self.refused_frames += 1
+        retry_after = max(1, int((1 - self.bucket) / self.bucket_rate + 0.999))
+        if self.refused_frames > 5 * self.bucket_rate:  # five seconds' worth of frames ignored the errors
+            self.closer = asyncio.ensure_future(self.close_for(CloseCode.RATE_LIMITED, "too many frames; slow down"))
+        elif self.refused_frames == 1 or self.refused_frames % 10 == 0:  # don't answer a flood frame by frame
+            self.closer = asyncio.ensure_future(
+                self._send_frame(
+                    protocol.error_frame(
+                        code=ErrorCode.RATE_LIMITED,
+                        message=f"At most {self.bucket_rate:g} frames per second; frames are being dropped.",
+                        retry_after=retry_after,
+                    )
+                )
+            )
+        return False
+
     async def _authenticate(self, frame: ClientFrame) -> None:
         try:
             principal = await database_sync_to_async(self._principal_for)(frame.token)
@@ -167,9 +213,23 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close_for(CloseCode.TRY_AGAIN_LATER, "storage unavailable")
             return
         self.auth_timer.cancel()
-        self.principal = principal
         self.tenant_id, self.user_pk = principal.tenant.pk, principal.end_user.pk
         self.hub = await get_hub()
+        tenant = principal.tenant
+        full = await self.hub.presence.acquire(
+            self.tenant_id,
+            self.user_pk,
+            tenant_limit=tenant.max_connections,
+            user_limit=tenant.max_connections_per_user,
+        )
+        if full:
+            who = "tenant" if full == presence.TENANT_FULL else "user"
+            await self.close_for(CloseCode.CONNECTION_LIMIT, f"too many connections for this {who}")
+            return
+        self.counted = True
+        self.principal = principal
+        self.bucket_rate = float(tenant.client_messages_per_second)
+        self.bucket, self.bucket_at = 2 * self.bucket_rate, time.monotonic()
         # Join the live groups BEFORE reading the backlog: anything committed after the read
         # arrives live, and is buffered until the backlog has been sent.
         self.replaying = True
@@ -214,9 +274,27 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self._end_replay()
 
     def _principal_for(self, token: str | None) -> EndUserPrincipal:
+        ip = (self.scope.get("client") or ["unknown"])[0]
+        auth_failures_check(ip=ip)
+        try:
+            principal = self._principal_lookup(token)
+        except Unauthorized as error:
+            if not isinstance(error, TokenExpired):
+                auth_failure_record(ip=ip)
+            raise
+        if principal.via == "token" and not principal.tenant.origin_allowed(self._origin()):
+            raise Forbidden("This tenant does not accept connections from this site.")
+        return principal
+
+    def _origin(self) -> str | None:
+        for name, value in self.scope.get("headers", []):
+            if name == b"origin":
+                return value.decode("latin-1")
+        return None
+
+    def _principal_lookup(self, token: str | None) -> EndUserPrincipal:
         if token is not None:
-            principal = credentials.end_user_principal_from_token(token)
-            return principal
+            return credentials.end_user_principal_from_token(token)
         if self.scope.get("herald_session_allowed"):
             principal_from_session = credentials.end_user_principal_from_session(self.scope.get("user"))
             if principal_from_session is not None:
@@ -268,7 +346,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def _subscribe(self, frame: ClientFrame) -> None:
         assert self.principal is not None
-        limit = herald_settings.MAX_SUBSCRIPTIONS_PER_CONNECTION
+        limit = min(
+            herald_settings.MAX_SUBSCRIPTIONS_PER_CONNECTION, self.principal.tenant.max_subscriptions_per_connection
+        )
         new_keys = tuple(key for key in frame.topics if key not in self.live_topics)
         if len(self.live_topics) + len(new_keys) > limit:
             raise ValidationFailed(f"At most {limit} topics per connection.", fields={"topics": ["Too many topics."]})

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from config.herald import herald_settings
-from notifications import delivery, protocol
+from notifications import delivery, presence, protocol
 from notifications.transport import Outgoing
 
 logger = logging.getLogger("herald.hub")
@@ -62,12 +62,14 @@ class Hub:
         self.layer_healthy = True
         self.frames_out = 0
         self._stopping = False
+        self.presence = presence.counter_for_settings()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.channel_name = await self.layer.new_channel(delivery.NODE_CHANNEL_PREFIX)
+        await self.presence.start(self.channel_name)
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name="herald-hub-receive"),
             asyncio.create_task(self._refresh_loop(), name="herald-hub-refresh"),
@@ -82,6 +84,7 @@ class Hub:
             # Bounded: a layer client that swallows the cancellation must not hang shutdown.
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
         self._tasks = []
+        await self.presence.stop()
 
     async def close_all(self, code: int, reason: str) -> int:
         """Close every local connection (graceful shutdown); return how many."""

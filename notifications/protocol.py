@@ -84,6 +84,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 4011  # a bug: reconnect with backoff
     SERVICE_RESTART = 4012  # this node is shutting down: reconnect (to another node) and resume
     TRY_AGAIN_LATER = 4013  # a dependency is down, or live delivery was interrupted: back off, resume
+    RATE_LIMITED = 4029  # frames sent far over the rate limit, or too many failed auths from this IP
 
 
 # Close codes after which a client should not reconnect automatically with the same credentials.

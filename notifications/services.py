@@ -57,6 +57,8 @@ def events_publish(
         earlier = _idempotent_replay(tenant=tenant, key=idempotency_key, request_hash=request_hash)
         if earlier is not None:
             return earlier
+    if api_key is not None:
+        consume("publish.key", key=str(api_key.pk), limit=tenant.key_publishes_per_minute, period=60, cost=len(items))
     consume("publish.tenant", key=str(tenant.pk), limit=tenant.publishes_per_minute, period=60, cost=len(items))
     topics_by_key = _topics_for(tenant, items)
     _validate_items(tenant, items, topics_by_key)

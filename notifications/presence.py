@@ -1,0 +1,158 @@
+"""Connection counts per tenant and per end user, across all nodes, for the connection limits.
+
+With Redis, each node keeps its own count in a hash field per tenant and per user, and keeps a
+liveness key that expires PRESENCE_NODE_TTL_SECONDS after its last refresh: the counts of a node that
+crashed stop counting within that time, without anyone having to clean up after it. Without
+Redis (the embedded default: one process) the counts are simply kept in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from config.herald import herald_settings
+
+logger = logging.getLogger("herald.presence")
+
+# A node refreshes its liveness three times per TTL (HERALD_PRESENCE_NODE_TTL_SECONDS, 30 s by
+# default): one lost refresh never makes a live node look dead.
+REFRESHES_PER_TTL = 3
+# A user's counts expire a day after their last connect, so users who never come back leave
+# nothing behind even if their node crashed.
+USER_KEY_TTL_SECONDS = 86400
+
+# KEYS: tenant hash, user hash. ARGV: node id, tenant limit, user limit, node key prefix, user TTL.
+# Returns 0 (counted), 1 (tenant full) or 2 (user full). Fields of dead nodes are dropped.
+_ACQUIRE = """
+local function live_total(key)
+  local total = 0
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local node = fields[i]
+    if node == ARGV[1] or redis.call('EXISTS', ARGV[4] .. node) == 1 then
+      total = total + tonumber(fields[i + 1])
+    else
+      redis.call('HDEL', key, node)
+    end
+  end
+  return total
+end
+if live_total(KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
+if live_total(KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 0
+"""
+_RELEASE = """
+for i = 1, 2 do
+  if redis.call('HINCRBY', KEYS[i], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[i], ARGV[1]) end
+end
+return 0
+"""
+
+TENANT_FULL, USER_FULL = 1, 2
+
+
+class LocalCounter:
+    """In-process counts (one node)."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[int, int] = {}
+        self.users: dict[tuple[int, int], int] = {}
+
+    async def start(self, node_id: str) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def acquire(self, tenant_id: int, user_pk: int, *, tenant_limit: int, user_limit: int) -> int:
+        if self.tenants.get(tenant_id, 0) >= tenant_limit:
+            return TENANT_FULL
+        if self.users.get((tenant_id, user_pk), 0) >= user_limit:
+            return USER_FULL
+        self.tenants[tenant_id] = self.tenants.get(tenant_id, 0) + 1
+        self.users[(tenant_id, user_pk)] = self.users.get((tenant_id, user_pk), 0) + 1
+        return 0
+
+    async def release(self, tenant_id: int, user_pk: int) -> None:
+        self.tenants[tenant_id] = self.tenants.get(tenant_id, 1) - 1
+        if self.tenants[tenant_id] <= 0:
+            del self.tenants[tenant_id]
+        user = (tenant_id, user_pk)
+        self.users[user] = self.users.get(user, 1) - 1
+        if self.users[user] <= 0:
+            del self.users[user]
+
+
+class RedisCounter:
+    """Counts shared by every node through Redis."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio
+
+        self.redis: Any = redis.asyncio.Redis.from_url(url)
+        self.prefix = f"{prefix}:presence"
+        self.node_id = ""
+        self.node_ttl = max(1, herald_settings.PRESENCE_NODE_TTL_SECONDS)
+        self._acquire = self.redis.register_script(_ACQUIRE)
+        self._release = self.redis.register_script(_RELEASE)
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _keys(self, tenant_id: int, user_pk: int) -> list[str]:
+        return [f"{self.prefix}:t{tenant_id}", f"{self.prefix}:t{tenant_id}:u{user_pk}"]
+
+    async def start(self, node_id: str) -> None:
+        self.node_id = node_id
+        with contextlib.suppress(Exception):
+            await self._alive()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="herald-presence")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.wait([self._refresher], timeout=2)
+        with contextlib.suppress(Exception):
+            await self.redis.delete(f"{self.prefix}:node:{self.node_id}")
+            await self.redis.aclose()
+
+    async def _alive(self) -> None:
+        await self.redis.set(f"{self.prefix}:node:{self.node_id}", 1, ex=self.node_ttl)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.node_ttl / REFRESHES_PER_TTL)
+            try:
+                await self._alive()
+            except Exception:
+                logger.warning("presence refresh failed", exc_info=True)
+
+    async def acquire(self, tenant_id: int, user_pk: int, *, tenant_limit: int, user_limit: int) -> int:
+        try:
+            return int(
+                await self._acquire(
+                    keys=self._keys(tenant_id, user_pk),
+                    args=[self.node_id, tenant_limit, user_limit, f"{self.prefix}:node:", USER_KEY_TTL_SECONDS],
+                )
+            )
+        except Exception:
+            # Redis is down: let the connection in (fail open) rather than lock every user out.
+            logger.warning("presence unavailable; connection limits not enforced", exc_info=True)
+            return 0
+
+    async def release(self, tenant_id: int, user_pk: int) -> None:
+        try:
+            await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])
+        except Exception:
+            logger.warning("presence release failed", exc_info=True)
+
+
+def counter_for_settings() -> LocalCounter | RedisCounter:
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        return RedisCounter(settings.REDIS_URL, settings.REDIS_PREFIX)
+    return LocalCounter()
