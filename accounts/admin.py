@@ -28,8 +28,10 @@ from accounts.services import (
     api_key_create,
     api_key_revoke,
     end_user_ensure,
+    end_user_revoke_tokens,
     membership_create,
     scopes_clean,
+    signing_key_revoke,
     signing_key_rotate,
     tenant_create,
     tenant_set_active,
@@ -246,9 +248,21 @@ class SigningKeyAdmin(TenantScopedAdmin):
     list_select_related = ("tenant",)
     search_fields = ("kid", "tenant__slug")
 
+    actions = ("revoke_signing_keys",)
+
     @admin.display(description="Active", boolean=True)
     def active(self, obj: SigningKey) -> bool:
         return obj.revoked_at is None
+
+    @admin.action(description="Revoke selected keys and disconnect their clients", permissions=["revoke"])
+    def revoke_signing_keys(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
+        revoked = 0
+        for key in self.scope(request, queryset).select_related("tenant"):
+            if key.revoked_at is None:
+                signing_key_revoke(tenant=key.tenant, signing_key=key)
+                self.log_change(request, key, "Revoked; its connections were closed.")
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} signing key(s); their live connections are being closed.")
 
 
 @admin.register(EndUser)
@@ -265,8 +279,18 @@ class EndUserAdmin(TenantScopedAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("tenant", "external_id") if obj is None else ("tenant", "external_id", "created_at")
 
+    actions = ("revoke_tokens",)
+
     def save_scoped(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         adopt_saved(obj, end_user_ensure(tenant=obj.tenant, external_id=obj.external_id))
+
+    @admin.action(description="Revoke their tokens and disconnect them", permissions=["revoke"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[EndUser]) -> None:
+        users = list(self.scope(request, queryset).select_related("tenant"))
+        for end_user in users:
+            end_user_revoke_tokens(tenant=end_user.tenant, external_id=end_user.external_id)
+            self.log_change(request, end_user, "Tokens revoked; connections closed.")
+        self.message_user(request, f"Revoked the tokens of {len(users)} end user(s).")
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         from notifications.models import Notification

@@ -157,6 +157,12 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allowed(request, obj, DELETE)
 
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        """For revoking actions (keys, tokens): platform admins and the tenant's admins; the
+        queryset is scoped, so a tenant admin only ever revokes their own tenant's."""
+        membership = staff_membership(request)
+        return is_platform_admin(request) or (membership is not None and membership.role == ADMIN)
+
     def has_platform_permission(self, request: HttpRequest) -> bool:
         """For actions declared with allowed_permissions=("platform",): superusers only."""
         return is_platform_admin(request)

@@ -55,12 +55,16 @@ def end_user_principal_from_token(token: str) -> EndUserPrincipal:
     if not tenant.is_active:
         raise TenantInactive()
     end_user = services.end_user_ensure(tenant=tenant, external_id=verified.user_id)
+    revoked = end_user.tokens_revoked_at
+    if revoked is not None and verified.issued_at <= revoked.timestamp():
+        raise Unauthorized("The connection token is not valid.")
     return EndUserPrincipal(
         tenant=tenant,
         end_user=end_user,
         granted_topics=verified.topics,
         expires_at=verified.expires_at,
         via="token",
+        signing_kid=verified.signing_key.kid,
     )
 
 

@@ -155,6 +155,12 @@ class EndUser(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="end_users")
     external_id = models.CharField(max_length=200, validators=[external_id_validator])
     created_at = models.DateTimeField(auto_now_add=True)
+    tokens_revoked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Connection tokens issued up to this moment are refused; their connections were closed.",
+    )
 
     class Meta:
         ordering = ["tenant", "external_id"]

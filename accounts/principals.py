@@ -34,6 +34,8 @@ class EndUserPrincipal:
     granted_topics: tuple[str, ...] | None
     expires_at: datetime | None
     via: Literal["token", "session"]
+    # The signing key of the token (None for a session): revoking the key closes the connection.
+    signing_kid: str | None = None
     is_authenticated: bool = True
 
     @property

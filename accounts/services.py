@@ -41,7 +41,7 @@ def tenant_set_active(*, tenant: Tenant, active: bool) -> Tenant:
     if not active:
         from notifications import delivery  # notifications builds on accounts, not the reverse
 
-        delivery.close_tenant_connections_on_commit(tenant_id=tenant.pk, reason="tenant deactivated")
+        delivery.close_connections_on_commit(tenant_id=tenant.pk, reason="tenant deactivated")
     return tenant
 
 
@@ -105,6 +105,39 @@ def signing_key_rotate(*, tenant: Tenant) -> SigningKey:
     if stale:
         SigningKey.objects.filter(pk__in=stale).update(revoked_at=timezone.now())
     return new_key
+
+
+@transaction.atomic
+def signing_key_revoke(*, tenant: Tenant, signing_key: SigningKey) -> SigningKey:
+    """Refuse tokens signed with this key from now on, and close (4003) every live connection
+    that authenticated with one, on every node, once committed. A tenant left without an
+    active key gets a new one, so minting keeps working."""
+    if signing_key.tenant_id != tenant.pk:
+        raise ValidationFailed("That signing key belongs to another tenant.")
+    if signing_key.revoked_at is None:
+        signing_key.revoked_at = timezone.now()
+        signing_key.save(update_fields=["revoked_at"])
+        from notifications import delivery
+
+        delivery.close_connections_on_commit(
+            tenant_id=tenant.pk, signing_kid=signing_key.kid, reason="signing key revoked"
+        )
+    if not SigningKey.objects.filter(tenant=tenant, revoked_at__isnull=True).exists():
+        signing_key_rotate(tenant=tenant)
+    return signing_key
+
+
+@transaction.atomic
+def end_user_revoke_tokens(*, tenant: Tenant, external_id: str) -> EndUser:
+    """Refuse every connection token issued to this user so far and close (4003) the user's
+    live connections on every node. Tokens minted afterwards work."""
+    end_user = end_user_ensure(tenant=tenant, external_id=external_id)
+    end_user.tokens_revoked_at = timezone.now()
+    end_user.save(update_fields=["tokens_revoked_at"])
+    from notifications import delivery
+
+    delivery.close_connections_on_commit(tenant_id=tenant.pk, user_pk=end_user.pk, reason="tokens revoked")
+    return end_user
 
 
 def signing_key_current(*, tenant: Tenant) -> SigningKey:

@@ -29,6 +29,7 @@ class VerifiedToken:
     user_id: str
     topics: tuple[str, ...] | None
     expires_at: datetime
+    issued_at: int
 
 
 def new_signing_secret() -> str:
@@ -112,4 +113,5 @@ def token_verify(token: str) -> VerifiedToken:
         user_id=user_id,
         topics=topics,
         expires_at=datetime.fromtimestamp(expires, tz=UTC),
+        issued_at=issued_at,
     )

@@ -70,3 +70,20 @@ class TokenMintView(APIView):
             topics=data.get("topics"),
         )
         return Response({"token": token, "expires_at": expires_at, "user_id": data["user_id"]}, status=201)
+
+
+class UserTokensRevokeView(APIView):
+    permission_classes = [ApiKeyScope]
+    scopes = {"POST": "admin"}
+
+    @extend_schema(
+        operation_id="users_revoke_tokens",
+        request=None,
+        responses={204: None, **ERRORS},
+        summary="Refuse every token issued to a user so far and close their live connections",
+    )
+    def post(self, request: Request, user_id: str) -> Response:
+        principal = request.user
+        assert isinstance(principal, ApiKeyPrincipal)
+        services.end_user_revoke_tokens(tenant=principal.tenant, external_id=user_id)
+        return Response(status=204)

@@ -4,12 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.views import TokenMintView
+from accounts.views import TokenMintView, UserTokensRevokeView
 from config import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/tokens", TokenMintView.as_view(), name="tokens"),
+    path("api/v1/users/<str:user_id>/revoke-tokens", UserTokensRevokeView.as_view(), name="user-revoke-tokens"),
     path("api/v1/", include("notifications.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

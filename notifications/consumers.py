@@ -74,6 +74,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.hub: Hub | None = None
         self.tenant_id = 0
         self.user_pk = 0
+        self.signing_kid: str | None = None
         self.groups_joined: list[str] = []
         self.live_topics: dict[str, int] = {}
         self.seen: dict[int, bool] = {}
@@ -228,6 +229,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         self.counted = True
         self.principal = principal
+        self.signing_kid = principal.signing_kid
         self.bucket_rate = float(tenant.client_messages_per_second)
         self.bucket, self.bucket_at = 2 * self.bucket_rate, time.monotonic()
         # Join the live groups BEFORE reading the backlog: anything committed after the read

@@ -75,12 +75,21 @@ def push_to_users_on_commit(*, tenant_id: int, user_pks: list[int], text: str) -
     transaction.on_commit(lambda: push_to_users(tenant_id=tenant_id, user_pks=user_pks, text=text, event_id=None))
 
 
-def close_tenant_connections_on_commit(*, tenant_id: int, reason: str) -> None:
-    """After commit, close every open socket of the tenant, on every node, with 4003."""
+def close_connections_on_commit(
+    *, tenant_id: int, reason: str, user_pk: int | None = None, signing_kid: str | None = None
+) -> None:
+    """After commit, close (4003) on every node the open sockets of a tenant, of one of its
+    users, or of those authenticated with one signing key."""
     from notifications.protocol import CloseCode
 
-    group = group_for_tenant(tenant_id)
-    message = {"type": MESSAGE_TYPE, "group": group, "close": int(CloseCode.FORBIDDEN), "reason": reason}
+    group = group_for_user(tenant_id, user_pk) if user_pk is not None else group_for_tenant(tenant_id)
+    message = {
+        "type": MESSAGE_TYPE,
+        "group": group,
+        "close": int(CloseCode.FORBIDDEN),
+        "reason": reason,
+        "kid": signing_kid,
+    }
     transaction.on_commit(lambda: _group_send(group, message))
 
 

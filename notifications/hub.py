@@ -43,6 +43,7 @@ class LiveConnection(Protocol):
     tenant_id: int
     user_pk: int
     last_received: float
+    signing_kid: str | None
 
     def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None: ...
 
@@ -177,8 +178,10 @@ class Hub:
             targets = [connection for user_pk in users for connection in self.by_user.get((tenant_id, user_pk), ())]
         close_code = message.get("close")
         if close_code is not None:
+            kid = message.get("kid")
             for connection in targets:
-                await connection.close_for(int(close_code), str(message.get("reason", "")))
+                if kid is None or connection.signing_kid == kid:
+                    await connection.close_for(int(close_code), str(message.get("reason", "")))
             return
         frame, event_id, inbox = Outgoing(message["text"]), message.get("event"), bool(message.get("inbox"))
         for connection in targets:
