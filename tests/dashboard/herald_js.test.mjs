@@ -61,7 +61,7 @@ function setup(options = {}) {
     backoffMaxMs: 5,
     ...options,
   });
-  for (const type of ["open", "notification", "unread", "status", "error", "close", "reload"]) {
+  for (const type of ["open", "notification", "unread", "inboxchange", "status", "error", "close", "reload"]) {
     herald.on(type, (detail) => events.push({ type, ...detail }));
   }
   const socket = async (index) => {
@@ -117,6 +117,10 @@ test("unread count: welcome, replay not added, live added, duplicates dropped, u
   socket.frame({ type: "unread", count: 2 });
   assert.equal(context.herald.unread, 2);
   assert.deepEqual(context.of("unread").map((e) => e.count), [3, 4, 5, 2]);
+  // Every `unread` frame says the inbox changed somewhere, even when the count did not.
+  socket.frame({ type: "unread", count: 2 });
+  assert.deepEqual(context.of("inboxchange").map((e) => e.count), [2, 2]);
+  assert.equal(context.of("unread").length, 4);
   context.herald.close();
 });
 
@@ -319,4 +323,23 @@ test("safeLink lets through http(s) URLs and local paths only", () => {
   for (const bad of ["javascript:alert(1)", "//evil.example", "/\\evil.example", "/\t/evil.example", "data:text/html,x", "", null]) {
     assert.equal(safeLink(bad), "");
   }
+});
+
+test("a getToken() that never answers is given up on, and retried with backoff", async () => {
+  const Socket = fakeSocketClass();
+  let calls = 0;
+  const herald = new Herald({
+    url: "ws://herald.test/ws/v1/",
+    getToken: () => (++calls === 1 ? new Promise(() => {}) : Promise.resolve("fresh")),
+    WebSocket: Socket,
+    connectTimeoutMs: 20,
+    backoffBaseMs: 1,
+    backoffMaxMs: 2,
+  });
+  const errors = [];
+  herald.on("error", (detail) => errors.push(detail.code));
+  await until(() => Socket.instances.length === 1, "a socket after the retry");
+  assert.deepEqual(errors, ["token_unavailable"]);
+  assert.equal(calls, 2);
+  herald.close();
 });

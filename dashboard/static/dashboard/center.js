@@ -17,6 +17,8 @@ const RELATIVE_TIME_REFRESH_MS = 30000;
 // `unread` frames often come in twos (the ack's and another tab's): one inbox reload for both.
 const REFRESH_DEBOUNCE_MS = 150;
 const PAGE_SIZE = 20;
+// A token request that has not answered in 10 s will not: fail it, and herald.js backs off.
+const TOKEN_TIMEOUT_MS = 10000;
 const REFRESH_MAX = 100; // the REST inbox's largest page
 
 const STATE_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
@@ -72,6 +74,7 @@ function startCenter(config) {
         headers: { "X-CSRFToken": config.csrfToken, Accept: "application/json" },
         credentials: "same-origin",
         cache: "no-store",
+        signal: AbortSignal.timeout(TOKEN_TIMEOUT_MS),
       });
     } catch (error) {
       throw new Error(`Could not reach Herald for a token (${error.message || error})`);
@@ -114,16 +117,20 @@ function startCenter(config) {
     }
   });
 
-  herald.on("unread", ({ count }) => {
-    setUnread(count);
-    // The count changed through an inbox action here, in another tab or on another device: the
-    // frame does not say which notifications changed, so reload what the list shows.
+  herald.on("unread", ({ count }) => setUnread(count));
+
+  herald.on("inboxchange", () => {
+    // An inbox action here, in another tab or on another device changed something; the server
+    // does not say which notifications, so reload the part of the inbox the list shows.
     scheduleRefresh();
   });
 
   herald.on("notification", ({ notification, replayed, upgrade }) => {
     if (notification.inbox) upsertItem(notification);
-    if (!replayed && !upgrade) showToast(notification);
+    // Live ones pop up; so do replayed ones that are new and unread (missed while reconnecting:
+    // news to this page). At most MAX_TOASTS show, so a long replay does not flood the screen.
+    const fresh = !replayed || (notification.inbox && !notification.read && !notification.archived);
+    if (!upgrade && fresh) showToast(notification);
   });
 
   herald.on("reload", () => {

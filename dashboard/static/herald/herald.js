@@ -292,7 +292,17 @@ export class Herald extends EventTarget {
 
   async _freshToken() {
     if (typeof this.options.getToken !== "function") return this._token.token;
-    const answer = await this.options.getToken();
+    // Bounded: a backend that never answers (a half-open connection) must not stall reconnecting.
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("getToken() did not answer in time")), this.options.connectTimeoutMs);
+    });
+    let answer;
+    try {
+      answer = await Promise.race([this.options.getToken(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     const token = typeof answer === "string" ? answer : answer && answer.token;
     if (typeof token !== "string" || !token) throw new Error("getToken() returned no token");
     const expires = answer && typeof answer === "object" && (answer.expires_at || answer.expiresAt);
@@ -398,7 +408,11 @@ export class Herald extends EventTarget {
         return this._onResumed(frame);
       case "unread":
         this._countEpoch += 1;
-        return this._setUnread(frame.count);
+        this._setUnread(frame.count);
+        // The server sends `unread` to every connection of the user whenever an inbox action
+        // (on any tab or device, or over REST) changed something, even when the count stayed the
+        // same (archiving a read notification): the app's cue to refresh the list it shows.
+        return this._emit("inboxchange", { count: this._unread });
       case "ack":
         return this._onAck(frame);
       case "error":
