@@ -343,3 +343,15 @@ test("a getToken() that never answers is given up on, and retried with backoff",
   assert.equal(calls, 2);
   herald.close();
 });
+
+test("the first inbox page read before connecting gives the cursor to resume from", async () => {
+  const fetch = async () => ({ ok: true, status: 200, json: async () => ({ results: [], next_cursor: null, unread: 0, stream_cursor: "77" }) });
+  const context = setup({ fetch, autoConnect: false });
+  await context.herald.inbox();
+  assert.equal(context.herald.cursor, "77");
+  context.herald.connect();
+  const socket = await context.socket(0);
+  socket.accept();
+  assert.equal(socket.sent[0].since, "77");
+  context.herald.close();
+});

@@ -205,8 +205,12 @@ export class Herald extends EventTarget {
 
   // --- connecting and closing ----------------------------------------------------------------
 
-  /** Start (or restart, after `close()` or a terminal close) connecting. */
-  connect() {
+  /**
+   * Start (or restart, after `close()` or a terminal close) connecting. `since`: resume after
+   * this cursor, if it is newer than the one the client has.
+   */
+  connect({ since } = {}) {
+    this._advanceCursor(since);
     if (!this._stopped) return;
     this._stopped = false;
     this._attempt = 0;
@@ -607,6 +611,9 @@ export class Herald extends EventTarget {
     const page = await this._rest("GET", `/inbox${search ? `?${search}` : ""}`);
     const results = (page.results || []).map(normalizeNotification);
     for (const item of results) this._remember(item.id, true);
+    // The recommended start (docs/protocol.md): read the first page, then connect from its
+    // stream_cursor, so everything delivered after the read is replayed and nothing is missed.
+    if (cursor == null && this._cursor === null && !this._authenticated) this._advanceCursor(page.stream_cursor);
     this._setUnreadFromRest(page.unread, epoch);
     return { ...page, results };
   }
