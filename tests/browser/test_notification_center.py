@@ -144,6 +144,22 @@ def test_rest_publish_shows_a_toast_and_bumps_the_badge_within_a_second(center_s
     expect(panel).to_be_hidden()
     expect(page.locator("#bell")).to_be_focused()
     expect(page.locator("#bell")).to_have_attribute("aria-expanded", "false")
+    # Keyboard only: Enter on the bell opens the panel at its heading; Tab walks its buttons.
+    page.keyboard.press("Enter")
+    expect(panel).to_be_visible()
+    expect(page.locator("#inbox-heading")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Mark all read")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Close notifications")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(entry.get_by_role("link")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(entry.get_by_role("button", name="Mark read")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(entry).not_to_have_class(re.compile(r"\bunread\b"))
+    expect(page.locator("#unread-count")).to_be_hidden()
+    expect(entry.get_by_role("button", name="Mark unread")).to_be_focused()
 
 
 def test_read_state_changed_in_one_tab_shows_in_the_other(center_server, demo, context):
