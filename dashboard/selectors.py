@@ -1,10 +1,11 @@
-"""Reads for the dashboard: which tenant a signed-in staff member acts in, and what their live
-page shows before its WebSocket connects."""
+"""Reads for the dashboard: which tenant a signed-in staff member acts in, and what their
+notification center shows before its WebSocket connects."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from accounts.models import EXTERNAL_ID_PATTERN, EndUser, Membership
@@ -48,12 +49,15 @@ def membership_problem(*, membership: Membership | None) -> str | None:
 @dataclass(frozen=True)
 class LivePageState:
     # Newest first: notifications.selectors.inbox_item, plus `heading` (the title, or the kind when
-    # there is none), `read`, and `link` (the url when it is safe to link, else "").
+    # there is none), `created` (created_at as a datetime), `read`, and `link` (the url when it is
+    # safe to link, else "").
     items: list[dict[str, Any]]
     unread: int
     # The stream position the page's socket resumes from, so nothing delivered between this read
     # and the socket's auth is missed (the client drops ids it already shows).
     cursor: str
+    # The REST inbox cursor of the next (older) page, or "" when this is all of it.
+    next_cursor: str = ""
 
 
 def live_page_state(*, membership: Membership, limit: int = FIRST_PAINT_ITEMS) -> LivePageState:
@@ -67,11 +71,15 @@ def live_page_state(*, membership: Membership, limit: int = FIRST_PAINT_ITEMS) -
         {
             **item,
             "heading": item["title"] or item["kind"],
+            "created": datetime.fromisoformat(item["created_at"]),
             "read": item["read_at"] is not None,
             "link": notification_link(item["url"]),
         }
         for item in page.items
     ]
     return LivePageState(
-        items=items, unread=unread_count(user=end_user), cursor=protocol.cursor_text(page.stream_cursor)
+        items=items,
+        unread=unread_count(user=end_user),
+        cursor=protocol.cursor_text(page.stream_cursor),
+        next_cursor=page.next_cursor or "",
     )

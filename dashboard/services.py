@@ -1,11 +1,15 @@
-"""Writes for the dashboard: a staff member sends themselves a test notification."""
+"""Writes for the dashboard: a staff member sends themselves a test notification, and their
+notification center gets connection tokens for their own end-user id."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from django.db import transaction
 
 from accounts.exceptions import TenantInactive, ValidationFailed
 from accounts.models import Membership
+from accounts.services import connection_token_mint
 from notifications.models import Event
 from notifications.services import EventInput, events_publish
 
@@ -45,3 +49,14 @@ def demo_notification_send(*, membership: Membership, title: str, body: str = ""
         ],
     )
     return result.event_ids[0]
+
+
+@transaction.atomic
+def member_connection_token_mint(*, membership: Membership) -> tuple[str, datetime]:
+    """A connection token for the staff member's own end-user id in their own tenant (what a
+    tenant's backend does with POST /api/v1/tokens for its users), and its expiry. The token has
+    no `topics` claim: it may listen live only to topics open to clients. Default lifetime."""
+    tenant = membership.tenant
+    if not tenant.is_active:
+        raise TenantInactive()
+    return connection_token_mint(tenant=tenant, user_id=membership.external_id)

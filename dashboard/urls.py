@@ -1,4 +1,5 @@
-"""Dashboard routes: the live page at `/`, sign in and out, and the test-notification form."""
+"""Dashboard routes: the notification center at `/`, sign in and out, the connection tokens of
+the center's script, and the test-notification form."""
 
 from django.urls import path
 
@@ -11,4 +12,5 @@ urlpatterns = [
     path("login/", views.StaffLoginView.as_view(), name="login"),
     path("logout/", views.StaffLogoutView.as_view(), name="logout"),
     path("send/", views.send_notification, name="send"),
+    path("token/", views.connection_token, name="token"),
 ]

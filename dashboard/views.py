@@ -1,5 +1,6 @@
-"""Dashboard views: sign in and out, the live page of a tenant staff member, and the form that
-sends them a test notification. Thin: they authorise, call one selector or service, and render."""
+"""Dashboard views: sign in and out, the notification center of a tenant staff member (with the
+endpoint that gives it connection tokens), and the form that sends them a test notification.
+Thin: they authorise, call one selector or service, and render."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, LogoutView
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.exceptions import HeraldError
 from accounts.models import Membership
 from dashboard import selectors, services
 from dashboard.forms import SendNotificationForm
+from notifications import protocol
 from notifications.protocol import PATH as WEBSOCKET_PATH
 
 # A URL name: login_required and the auth views resolve it. Django's admin login (settings.LOGIN_URL)
@@ -83,6 +88,30 @@ def send_notification(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@never_cache
+@require_POST
+def connection_token(request: HttpRequest) -> HttpResponse:
+    """A fresh connection token for the signed-in staff member's own end-user id: what the
+    notification center's herald.js `getToken()` fetches before each connection. Session
+    authenticated and CSRF protected (a POST with the X-CSRFToken header), so another site cannot
+    obtain a token with the visitor's cookies. JSON in every case: a page script, not a person,
+    reads it, so an expired session is a 401, not a redirect to the login page."""
+    if not request.user.is_authenticated:
+        return _json_error(401, "unauthorized", "Sign in again: your session has ended.")
+    membership = selectors.staff_membership(user=request.user)
+    problem = selectors.membership_problem(membership=membership)
+    if problem is not None or membership is None:
+        code = "tenant_inactive" if problem == "tenant_inactive" else "forbidden"
+        return _json_error(403, code, _PROBLEMS[problem or "no_membership"])
+    try:
+        token, expires_at = services.member_connection_token_mint(membership=membership)
+    except HeraldError as error:
+        return _json_error(error.status_code, error.code, error.message)
+    return JsonResponse(
+        {"token": token, "expires_at": protocol.timestamp(expires_at), "user_id": membership.external_id}
+    )
+
+
 _PROBLEMS = {
     "no_membership": "Your account is not staff of any tenant, so it has no inbox to show.",
     "tenant_inactive": "Your tenant is deactivated: it can neither publish nor connect.",
@@ -98,14 +127,23 @@ def _no_access(request: HttpRequest, problem: str | None) -> HttpResponse:
 def _render_live(
     request: HttpRequest, membership: Membership, form: SendNotificationForm, *, status: int = 200
 ) -> HttpResponse:
+    state = selectors.live_page_state(membership=membership)
     context: dict[str, Any] = {
         "membership": membership,
         "tenant": membership.tenant,
-        "state": selectors.live_page_state(membership=membership),
+        "state": state,
         "form": form,
-        "websocket_path": WEBSOCKET_PATH,
+        # Read by center.js (rendered with json_script, so it cannot break out of its tag).
+        "center_config": {
+            "websocketPath": WEBSOCKET_PATH,
+            "apiPath": "/api/v1",
+            "tokenUrl": reverse("dashboard:token"),
+            "since": state.cursor,
+            "nextCursor": state.next_cursor,
+            "csrfToken": get_token(request),
+        },
     }
-    return render(request, "dashboard/live.html", context, status=status)
+    return render(request, "dashboard/center.html", context, status=status)
 
 
 def _json_error(status: int, code: str, message: str, fields: dict[str, list[str]] | None = None) -> JsonResponse:

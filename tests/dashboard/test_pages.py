@@ -1,6 +1,9 @@
-"""The dashboard's pages over HTTP: sign in, the live page's first paint, and who may see it."""
+"""The dashboard's pages over HTTP: sign in, the notification center's first paint, and who may see it."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import pytest
 from django.test import Client
@@ -14,6 +17,12 @@ pytestmark = pytest.mark.django_db
 def publish_to(tenant, user_id, **fields):
     fields.setdefault("kind", "test.kind")
     return events_publish(tenant=tenant, api_key=None, items=[EventInput(recipients=(user_id,), **fields)]).event_ids[0]
+
+
+def center_config(body: str) -> dict:
+    match = re.search(r'<script id="center-config" type="application/json">(.*?)</script>', body)
+    assert match, "the center's configuration is missing"
+    return json.loads(match.group(1))
 
 
 def test_anonymous_visitor_is_redirected_to_the_login_page():
@@ -57,7 +66,7 @@ def test_signed_in_user_without_a_membership_gets_an_explanation(make_staff):
     body = response.content.decode()
     assert "No live inbox for this account" in body
     assert "not staff of any tenant" in body
-    assert 'id="live"' not in body
+    assert 'id="center"' not in body
 
 
 def test_staff_of_a_deactivated_tenant_gets_an_explanation(staff_client, tenant):
@@ -76,10 +85,37 @@ def test_live_page_shows_the_member_their_tenant_and_unread_count(staff_client, 
     assert response.status_code == 200
     body = response.content.decode()
     assert "ann" in body and "ann-ext" in body and "Acme" in body and "acme" in body
-    assert '<span id="unread-count">2</span>' in body
-    assert 'data-since="2"' in body  # the socket resumes from the stream position rendered
+    assert "Notifications, 2 unread" in body and 'id="unread-count" aria-hidden="true">2</span>' in body
+    assert "<title>(2) Notifications" in body
     assert body.index("Second") < body.index("First")  # newest first
-    assert 'src="/static/dashboard/live.js"' in body and 'type="module"' in body
+    assert 'src="/static/dashboard/center.js"' in body and 'type="module"' in body
+    config = center_config(body)
+    assert config["since"] == "2"  # the socket resumes from the stream position rendered
+    assert config["nextCursor"] == ""  # everything fits on the first page
+    assert config["tokenUrl"] == "/token/" and config["websocketPath"] == "/ws/v1/"
+    assert config["csrfToken"]
+
+
+def test_center_offers_older_pages_beyond_the_first(staff_client, tenant, run_fanout):
+    for number in range(21):
+        publish_to(tenant, "ann-ext", title=f"Number {number}")
+    run_fanout()
+    body = staff_client.get("/").content.decode()
+    config = center_config(body)
+    assert config["nextCursor"] == "2"  # the 21st-newest (the oldest) is on the next page
+    assert "Number 20" in body and "Number 0" not in body
+    assert '<button type="button" id="load-older">Load older</button>' in body
+
+
+def test_center_renders_the_panel_as_a_labelled_dialog_and_the_bell_as_a_button(staff_client):
+    body = staff_client.get("/").content.decode()
+    assert '<button type="button" id="bell" class="bell" aria-controls="inbox-panel" aria-expanded="false"' in body
+    assert (
+        'id="inbox-panel" class="inbox-panel" role="dialog" aria-modal="false" aria-labelledby="inbox-heading"' in body
+    )
+    assert 'id="toast-announcer" class="visually-hidden" role="status" aria-live="polite"' in body
+    assert '<p class="connection" id="connection" data-state="connecting" role="status">' in body
+    assert "You are all caught up" in body
 
 
 def test_live_page_renders_notification_text_escaped(staff_client, tenant, run_fanout):
@@ -118,7 +154,7 @@ def test_live_page_shows_only_the_members_own_inbox(staff_client, tenant, other_
     run_fanout()
     body = staff_client.get("/").content.decode()
     assert "Not for Ann" not in body and "Other tenant, same id" not in body
-    assert "No notifications yet" in body
+    assert "You are all caught up" in body
 
 
 def test_first_visit_creates_no_end_user(staff_client):

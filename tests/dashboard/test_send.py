@@ -56,7 +56,7 @@ def test_invalid_input_shows_the_error_and_publishes_nothing(staff_client, data,
     assert response.status_code == 400
     assert response.context["form"].errors[field]
     assert f'id="{field}-error">' in response.content.decode()
-    assert 'id="live"' in response.content.decode()  # the page again, with the input kept
+    assert 'id="center"' in response.content.decode()  # the page again, with the input kept
     assert not Event.objects.exists()
 
     response = staff_client.post("/send/", data, HTTP_ACCEPT="application/json")
