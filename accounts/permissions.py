@@ -37,4 +37,6 @@ class IsEndUser(BasePermission):
             raise Unauthorized()
         if not isinstance(principal, EndUserPrincipal):
             raise Forbidden("This endpoint needs an end user's connection token, not an API key.")
+        if not principal.tenant.origin_allowed(request.headers.get("Origin")):
+            raise Forbidden("This tenant does not accept requests from this site.")
         return True

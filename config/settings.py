@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -201,6 +203,15 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # In the embedded default Herald serves its own static files; behind nginx, nginx does.
 HERALD_SERVE_STATIC = env_bool("HERALD_SERVE_STATIC", DEBUG)
+
+# --- CORS: only the end-user inbox endpoints, which authenticate with a bearer connection token
+# (never a cookie), may be called from other sites: a tenant's own front end. API-key endpoints
+# answer no CORS at all, so a browser page cannot use an API key. A tenant can still restrict
+# which sites may use its tokens (Tenant.allowed_origins, checked by IsEndUser).
+CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_CREDENTIALS = False
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

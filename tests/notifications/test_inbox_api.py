@@ -130,3 +130,39 @@ def test_expired_token_is_401_token_expired(tenant, client_for):
     response = client_for(token).get("/api/v1/inbox")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_expired"
+
+
+def test_inbox_answers_cors_for_any_site_without_credentials(client, tenant, make_token):
+    preflight = client.options(
+        "/api/v1/inbox",
+        HTTP_ORIGIN="https://app.acme.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization",
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    response = client.get(
+        "/api/v1/inbox",
+        HTTP_ORIGIN="https://app.acme.example",
+        HTTP_AUTHORIZATION=f"Bearer {make_token(tenant, 'alice')}",
+    )
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_api_key_endpoints_answer_no_cors(client):
+    preflight = client.options(
+        "/api/v1/events", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_tenant_origin_list_applies_to_the_inbox(tenant, make_token, client_for):
+    tenant.allowed_origins = "https://app.acme.example"
+    tenant.save()
+    inbox = client_for(make_token(tenant, "alice"))
+    assert inbox.get("/api/v1/inbox", HTTP_ORIGIN="https://app.acme.example").status_code == 200
+    assert inbox.get("/api/v1/inbox").status_code == 200  # not a browser
+    refused = inbox.get("/api/v1/inbox", HTTP_ORIGIN="https://evil.example")
+    assert refused.status_code == 403

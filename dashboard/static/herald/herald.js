@@ -18,11 +18,16 @@ export const State = Object.freeze({
 });
 
 // Close codes after which retrying cannot help (docs/protocol.md, "Close codes"): 4000 the client
-// sent a bad `auth`, 4003 the tenant is deactivated or a topic was refused. 4001 is terminal only
-// the second time in a row (the first time, a fresh token may fix it).
+// sent a bad `auth`, 4003 the tenant is deactivated or the credentials were revoked. 4001 is
+// terminal only the second time in a row (the first time, a fresh token may fix it).
 const STOP_CODES = new Set([4000, 4003]);
 const UNAUTHORIZED = 4001;
 const TOKEN_EXPIRED = 4004;
+// This server is going away (deploy): another node takes the client at once.
+const SERVICE_RESTART = 4012;
+// Too many connections (4009) or too many frames / failed logins (4029): wait at least a minute.
+const SLOW_DOWN_CODES = new Set([4009, 4029]);
+const SLOW_DOWN_MS = 60_000;
 
 const DEFAULTS = {
   // Backoff before reconnecting: a random delay between 0 and min(maxMs, baseMs * 2^attempt)
@@ -367,6 +372,8 @@ export class Herald extends EventTarget {
       this._unauthorizedInARow = 0;
       this._expiredInARow = 0;
       delay = this._backoffDelay();
+      if (code === SERVICE_RESTART) delay = Math.min(delay, 250); // spread a little, but go now
+      if (SLOW_DOWN_CODES.has(code)) delay = SLOW_DOWN_MS + delay;
     }
     this._emit("close", { code, reason, willReconnect: delay !== null, delay, ...extra });
     if (delay === null) {
