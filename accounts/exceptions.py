@@ -83,6 +83,8 @@ class RateLimited(HeraldError):
     status_code = 429
     code = "rate_limited"
     default_message = "Too many requests; retry later."
+    # Which limit (e.g. "publish.tenant"), for metrics; set by accounts.ratelimit.consume.
+    action = "unknown"
 
 
 class ServiceUnavailable(HeraldError):

@@ -48,10 +48,9 @@ def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) ->
         return
     if count > limit:
         retry_after = max(1, int((window + 1) * period - now + 0.999))
-        raise RateLimited(
-            f"Rate limit for {action} exceeded: at most {limit} per {period} s.",
-            retry_after=retry_after,
-        )
+        error = RateLimited(f"Rate limit for {action} exceeded; retry later.", retry_after=retry_after)
+        error.action = action
+        raise error
 
 
 def auth_failures_check(*, ip: str) -> None:

@@ -14,6 +14,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from accounts.exceptions import HeraldError, RateLimited
+from notifications import metrics
 
 logger = logging.getLogger("herald.api")
 
@@ -36,6 +37,16 @@ def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | 
 
 
 def herald_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = _render(exc)
+    if response is not None:
+        code = response.data["error"]["code"]
+        metrics.error("rest", code)
+        if isinstance(exc, RateLimited):
+            metrics.rate_limited(exc.action)
+    return response
+
+
+def _render(exc: Exception) -> Response | None:
     if isinstance(exc, HeraldError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) and exc.retry_after else None
         if exc.status_code == 401:

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     # connection limits after this long.
     "PRESENCE_NODE_TTL_SECONDS": 30,
     "AUTH_FAILURES_PER_IP_PER_MINUTE": 30,
+    # Bearer token Prometheus presents to /metrics (empty: loopback and superusers only).
+    "METRICS_TOKEN": "",
     "MAX_RECIPIENTS": 1000,
     "MAX_BATCH_EVENTS": 100,
     "MAX_TOPICS_PER_EVENT": 20,

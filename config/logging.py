@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+
+# Fields added to every log line of the current request or connection (e.g. its request id).
+log_context: ContextVar[dict[str, Any]] = ContextVar("herald_log_context", default={})  # noqa: B039
 
 # Attributes every LogRecord has; anything else passed through `extra=` is context to print.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -18,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **log_context.get(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):

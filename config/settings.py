@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -178,7 +179,7 @@ SECURE_PROXY_SSL_HEADER = (
 )
 USE_X_FORWARDED_HOST = False
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _production)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _production)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _production)
 SESSION_COOKIE_HTTPONLY = True
@@ -252,6 +253,7 @@ HERALD = {
     "TOKEN_DEFAULT_LIFETIME_SECONDS": env_int("HERALD_TOKEN_DEFAULT_LIFETIME_SECONDS", 900, minimum=60),
     "REPLAY_MAX": env_int("HERALD_REPLAY_MAX", 1000, minimum=1),
     "ALLOWED_ORIGINS": env_list("HERALD_ALLOWED_ORIGINS", []),
+    "METRICS_TOKEN": env_str("HERALD_METRICS_TOKEN"),
     "PRESENCE_NODE_TTL_SECONDS": env_int("HERALD_PRESENCE_NODE_TTL_SECONDS", 30, minimum=1),
     "TOKENS_PER_IP_PER_MINUTE": env_int("HERALD_TOKENS_PER_IP_PER_MINUTE", 1200, minimum=1),
     "AUTH_FAILURES_PER_IP_PER_MINUTE": env_int("HERALD_AUTH_FAILURES_PER_IP_PER_MINUTE", 30, minimum=1),
@@ -272,6 +274,8 @@ LOGGING = {
         # Django's own default handlers would print each request error a second time, unformatted.
         "django": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        # 4xx answers are already in herald.request's line; Django's own would repeat them.
+        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "daphne": {"level": "WARNING"},
         "asyncio": {"level": "WARNING"},
     },

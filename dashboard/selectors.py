@@ -83,3 +83,16 @@ def live_page_state(*, membership: Membership, limit: int = FIRST_PAINT_ITEMS) -
         cursor=protocol.cursor_text(page.stream_cursor),
         next_cursor=page.next_cursor or "",
     )
+
+
+def watchable_tenants(*, user: Any) -> list[tuple[int, str]]:
+    """(id, slug) of the tenants whose live figures this user may watch on the operations page:
+    every tenant for a platform admin, their own for tenant staff, none for anyone else."""
+    from accounts.models import Tenant
+
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return []
+    if user.is_superuser:
+        return list(Tenant.objects.order_by("slug").values_list("pk", "slug"))
+    membership = staff_membership(user=user)
+    return [(membership.tenant.pk, membership.tenant.slug)] if membership is not None else []

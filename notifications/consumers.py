@@ -29,7 +29,7 @@ from accounts.exceptions import (
 from accounts.principals import EndUserPrincipal
 from accounts.ratelimit import auth_failure_record, auth_failures_check
 from config.herald import herald_settings
-from notifications import delivery, presence, protocol, selectors, services
+from notifications import delivery, metrics, presence, protocol, selectors, services
 from notifications.exceptions import ProtocolError
 from notifications.hub import Hub, get_hub
 from notifications.protocol import ClientFrame, ClientFrameType, CloseCode, ErrorCode
@@ -113,6 +113,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if self.hub is not None:
             await self.hub.unregister(self, self.groups_joined)
             if self.counted:
+                metrics.connection_closed(self.tenant_id)
                 await self.hub.presence.release(self.tenant_id, self.user_pk)
 
     async def close_for(self, code: int, reason: str) -> None:
@@ -140,8 +141,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if size > limit:
             await self.close_for(CloseCode.MESSAGE_TOO_BIG, "frame too large")
             return
-        if self.principal is not None and not self._take_token():
-            return
+        if self.principal is not None:
+            metrics.frame_in(self.tenant_id)
+            if not self._take_token():
+                metrics.rate_limited("ws.frames", self.tenant_id)
+                return
         try:
             frame = protocol.parse_client_frame(text_data, bytes_data)
         except ProtocolError as error:
@@ -228,6 +232,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close_for(CloseCode.CONNECTION_LIMIT, f"too many connections for this {who}")
             return
         self.counted = True
+        metrics.connection_opened(self.tenant_id, tenant.slug)
         self.principal = principal
         self.signing_kid = principal.signing_kid
         self.bucket_rate = float(tenant.client_messages_per_second)
@@ -442,6 +447,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self._send_frame(protocol.ack_frame(request_id=frame.request_id, **result))
 
     async def _send_error(self, error: HeraldError, request_id: str | int | None) -> None:
+        metrics.error("ws", error.code, self.tenant_id or None)
         await self._send_frame(
             protocol.error_frame(
                 code=error.code,

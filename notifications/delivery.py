@@ -49,11 +49,20 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         logger.warning("live send failed", extra={"group": group}, exc_info=True)
 
 
-def push_to_users(*, tenant_id: int, user_pks: list[int], text: str, event_id: int | None, inbox: bool = True) -> None:
-    """Send an encoded frame to every connection of these users."""
+def push_to_users(
+    *,
+    tenant_id: int,
+    user_pks: list[int],
+    text: str,
+    event_id: int | None,
+    inbox: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Send an encoded frame to every connection of these users. `meta` (the event's acceptance
+    time `at` and its `topics`) feeds the nodes' metrics."""
     if not user_pks:
         return
-    base = {"type": MESSAGE_TYPE, "text": text, "event": event_id, "inbox": inbox}
+    base = {"type": MESSAGE_TYPE, "text": text, "event": event_id, "inbox": inbox, "meta": meta}
     if len(user_pks) <= PER_USER_SEND_LIMIT:
         for user_pk in user_pks:
             group = group_for_user(tenant_id, user_pk)
@@ -63,10 +72,31 @@ def push_to_users(*, tenant_id: int, user_pks: list[int], text: str, event_id: i
         _group_send(group, {**base, "group": group, "users": user_pks})
 
 
-def push_to_topic(*, tenant_id: int, topic_id: int, text: str, event_id: int) -> None:
+def push_to_topic(
+    *, tenant_id: int, topic_id: int, text: str, event_id: int, meta: dict[str, Any] | None = None
+) -> None:
     """Send an encoded frame to every connection listening live to a topic."""
     group = group_for_topic(tenant_id, topic_id)
-    _group_send(group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False})
+    _group_send(
+        group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False, "meta": meta}
+    )
+
+
+def group_for_ops(tenant_id: int) -> str:
+    """The operations dashboard's live figures of one tenant."""
+    return f"herald.ops.t{tenant_id}"
+
+
+async def publish_stats(tenant_id: int, text: str) -> None:
+    """From a node's hub, once per second: its figures for one tenant (best effort)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group = group_for_ops(tenant_id)
+    try:
+        await layer.group_send(group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": None})
+    except Exception:
+        logger.debug("stats send failed", exc_info=True)
 
 
 def push_to_users_on_commit(*, tenant_id: int, user_pks: list[int], text: str) -> None:

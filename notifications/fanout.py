@@ -102,6 +102,7 @@ def fanout_event(job: FanoutJob) -> None:
     topics = list(event.topics.order_by("key").values_list("id", "key"))
     topic_keys = [key for _, key in topics]
     frame = _frame(event, topic_keys, inbox=True)
+    meta = {"at": event.created_at.timestamp(), "topics": topic_keys}
 
     if job.phase == "direct":  # "direct": the explicitly addressed recipients, in one batch (<= 1,000)
         with transaction.atomic():
@@ -110,7 +111,7 @@ def fanout_event(job: FanoutJob) -> None:
                 user_pks = list(end_users_ensure(tenant=event.tenant, external_ids=event.recipients).values())
                 _insert_rows(event, user_pks)
             _save_progress(job, "audience", 0)
-        delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk)
+        delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk, meta=meta)
     if job.phase == "audience":  # "audience": topic subscribers, or everyone for a broadcast
         topic_ids = [topic_id for topic_id, _ in topics]
         if event.broadcast or topic_ids:
@@ -118,12 +119,16 @@ def fanout_event(job: FanoutJob) -> None:
                 with transaction.atomic():
                     _insert_rows(event, user_pks)
                     _save_progress(job, "audience", user_pks[-1])
-                delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk)
+                delivery.push_to_users(
+                    tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk, meta=meta
+                )
     _complete(event, job)
     if topics:
         live_frame = _frame(event, topic_keys, inbox=False)
         for topic_id, _ in topics:
-            delivery.push_to_topic(tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.pk)
+            delivery.push_to_topic(
+                tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.pk, meta=meta
+            )
 
 
 def _assign_position(event: Event) -> None:

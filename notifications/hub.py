@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import weakref
 from typing import Any, Protocol
@@ -20,7 +22,7 @@ from typing import Any, Protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from config.herald import herald_settings
-from notifications import delivery, presence, protocol
+from notifications import delivery, metrics, presence, protocol
 from notifications.transport import Outgoing
 
 logger = logging.getLogger("herald.hub")
@@ -32,6 +34,8 @@ GROUP_REFRESH_SECONDS = 300.0
 # within a second or two after it returns, long enough not to spin.
 LAYER_RETRY_SECONDS = 0.5
 HEARTBEAT_TIMEOUT_INTERVALS = 2.5
+# The operations dashboard's figures are per second.
+STATS_SECONDS = 1.0
 # The heartbeat frame, framed once for the life of the process.
 PING = Outgoing(protocol.PING_TEXT)
 STOP_TIMEOUT_SECONDS = 5.0
@@ -64,6 +68,10 @@ class Hub:
         self.frames_out = 0
         self._stopping = False
         self.presence = presence.counter_for_settings()
+        # Authenticated connections per tenant on this node (metrics, operations dashboard).
+        self.tenant_connections: dict[int, int] = {}
+        # A short readable name for this node in the dashboard: host:pid.
+        self.node_name = f"{socket.gethostname()}:{os.getpid()}"
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -75,6 +83,7 @@ class Hub:
             asyncio.create_task(self._receive_loop(), name="herald-hub-receive"),
             asyncio.create_task(self._refresh_loop(), name="herald-hub-refresh"),
             asyncio.create_task(self._heartbeat_loop(), name="herald-hub-heartbeat"),
+            asyncio.create_task(self._stats_loop(), name="herald-hub-stats"),
         ]
 
     async def stop(self) -> None:
@@ -103,16 +112,18 @@ class Hub:
     async def register(self, connection: LiveConnection) -> None:
         """Make the connection reachable by its user and tenant groups (joined before returning)."""
         self.by_user.setdefault((connection.tenant_id, connection.user_pk), set()).add(connection)
+        self.tenant_connections[connection.tenant_id] = self.tenant_connections.get(connection.tenant_id, 0) + 1
         await self.join(connection, delivery.group_for_user(connection.tenant_id, connection.user_pk))
         await self.join(connection, delivery.group_for_tenant(connection.tenant_id))
 
     async def unregister(self, connection: LiveConnection, groups: list[str]) -> None:
         key = (connection.tenant_id, connection.user_pk)
         connections = self.by_user.get(key)
-        if connections is not None:
+        if connections is not None and connection in connections:
             connections.discard(connection)
             if not connections:
                 del self.by_user[key]
+            self.tenant_connections[connection.tenant_id] -= 1
         for group in groups:
             self.leave(connection, group)
 
@@ -187,6 +198,14 @@ class Hub:
         for connection in targets:
             connection.push(frame, event_id, inbox)
         self.frames_out += len(targets)
+        meta = message.get("meta") or {}
+        metrics.frames_out(
+            _tenant_of(group),
+            len(targets),
+            notification=event_id is not None,
+            published_at=meta.get("at"),
+            topics=meta.get("topics"),
+        )
 
     async def _layer_failed(self) -> None:
         if self.layer_healthy:
@@ -228,6 +247,23 @@ class Hub:
                 except Exception:
                     logger.warning("group refresh failed", extra={"group": group}, exc_info=True)
 
+    async def _stats_loop(self) -> None:
+        """Once a second, this node's figures for every tenant active here, to the operations
+        dashboard (one layer message per tenant, whoever watches, on whichever node)."""
+        while True:
+            await asyncio.sleep(STATS_SECONDS)
+            seconds, activity = metrics.ACTIVITY.take()
+            tenants = set(activity) | {tenant_id for tenant_id, count in self.tenant_connections.items() if count}
+            for tenant_id in tenants:
+                frame = metrics.stats_frame(
+                    node=self.node_name,
+                    tenant_id=tenant_id,
+                    seconds=seconds,
+                    second=activity.get(tenant_id) or metrics.TenantSecond(),
+                    connections=self.tenant_connections.get(tenant_id, 0),
+                )
+                await delivery.publish_stats(tenant_id, protocol.encode(frame))
+
     async def _heartbeat_loop(self) -> None:
         interval = herald_settings.HEARTBEAT_SECONDS
         while True:
@@ -243,8 +279,9 @@ class Hub:
 
 
 def _tenant_of(group: str) -> int:
-    # "herald.t<tenant>" (see delivery.group_for_tenant)
-    return int(group.split(".", 2)[1][1:])
+    # "herald.t<tenant>...", or "herald.ops.t<tenant>" (see delivery.group_for_*)
+    part = group.split(".", 3)[2 if group.startswith("herald.ops.") else 1]
+    return int(part[1:])
 
 
 # One hub per event loop (a server process has one loop; tests create one per test).

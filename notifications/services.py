@@ -17,7 +17,7 @@ from accounts.exceptions import Conflict, ValidationFailed
 from accounts.models import ApiKey, EndUser, Tenant
 from accounts.ratelimit import consume
 from accounts.services import end_user_ensure
-from notifications import delivery, fanout, protocol, selectors
+from notifications import delivery, fanout, metrics, protocol, selectors
 from notifications.models import Event, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
 
 
@@ -110,6 +110,7 @@ def events_publish(
         record.response_body = {"ids": event_ids}
         record.save(update_fields=["response_body"])
     transaction.on_commit(fanout.request_fanout)
+    transaction.on_commit(lambda: metrics.events_published(tenant.pk, tenant.slug, len(event_ids)))
     return PublishResult(event_ids=event_ids)
 
 
