@@ -81,17 +81,94 @@ def process_pending() -> int:
                 .select_related("event")
                 .order_by("event_id")[:JOBS_PER_TENANT_ROUND]
             )
-            for job in jobs:
-                try:
-                    fanout_event(job)
-                except Exception as error:
-                    logger.exception("fan-out failed; will retry", extra={"event": job.event_id, "tenant": tenant_id})
-                    FanoutJob.objects.filter(pk=job.pk).update(
-                        attempts=job.attempts + 1, last_error=repr(error)[:2000], updated_at=timezone.now()
-                    )
-                    break  # keep this tenant's order: retry this job before any later one
-                completed += 1
+            completed += _process_jobs(jobs)
     return completed
+
+
+def _process_jobs(jobs: list[FanoutJob]) -> int:
+    """Fan out one tenant's jobs in order. Consecutive live-only events (nobody to write an inbox
+    row for) are finished together in one transaction; the others one by one."""
+    topics = _topics_of([job.event_id for job in jobs])
+    subscribed = set(
+        Subscription.objects.filter(topic_id__in={topic_id for pairs in topics.values() for topic_id, _ in pairs})
+        .values_list("topic_id", flat=True)
+        .distinct()
+    )
+
+    def live_only(job: FanoutJob) -> bool:
+        event = job.event
+        return (
+            job.phase == "direct"
+            and event.seq is None
+            and not event.recipients
+            and not event.broadcast
+            and not any(topic_id in subscribed for topic_id, _ in topics[event.pk])
+        )
+
+    completed, index = 0, 0
+    while index < len(jobs):
+        run: list[FanoutJob] = []
+        while index < len(jobs) and live_only(jobs[index]):
+            run.append(jobs[index])
+            index += 1
+        try:
+            if run:
+                _fanout_live_only(run, topics)
+                completed += len(run)
+                continue
+            job = jobs[index]
+            fanout_event(job)
+        except Exception as error:
+            failed = run[0] if run else jobs[index]
+            logger.exception("fan-out failed; will retry", extra={"event": failed.event_id, "tenant": failed.tenant_id})
+            FanoutJob.objects.filter(pk=failed.pk).update(
+                attempts=failed.attempts + 1, last_error=repr(error)[:2000], updated_at=timezone.now()
+            )
+            break  # keep this tenant's order: retry this job before any later one
+        index += 1
+        completed += 1
+    return completed
+
+
+def _topics_of(event_ids: list[int]) -> dict[int, list[tuple[int, str]]]:
+    """event id -> [(topic id, key)] sorted by key, in one query."""
+    topics: dict[int, list[tuple[int, str]]] = {event_id: [] for event_id in event_ids}
+    rows = (
+        Event.topics.through.objects.filter(event_id__in=event_ids)
+        .order_by("topic__key")
+        .values_list("event_id", "topic_id", "topic__key")
+    )
+    for event_id, topic_id, key in rows:
+        topics[event_id].append((topic_id, key))
+    return topics
+
+
+def _fanout_live_only(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]]) -> None:
+    """Events that reach only live topic listeners: positions assigned, delivered and their jobs
+    removed in ONE transaction, then their frames sent in order. Under a steady stream of topic
+    publishes this is what keeps fan-out from costing a dozen statements per event."""
+    tenant_id = jobs[0].tenant_id
+    now = timezone.now()
+    events = [job.event for job in jobs]
+    with transaction.atomic():
+        stream, _ = Stream.objects.select_for_update().get_or_create(tenant_id=tenant_id)
+        for event in events:
+            stream.last_seq += 1
+            event.seq = stream.last_seq
+            event.status = Event.Status.DELIVERED
+            event.delivered_at = now
+            event.recipient_count = 0
+        Event.objects.bulk_update(events, ["seq", "status", "delivered_at", "recipient_count"])
+        stream.delivered_seq = stream.last_seq
+        stream.save(update_fields=["last_seq", "delivered_seq"])
+        FanoutJob.objects.filter(pk__in=[job.pk for job in jobs]).delete()
+    for event in events:
+        pairs = topics[event.pk]
+        keys = [key for _, key in pairs]
+        text = _frame(event, keys, inbox=False)
+        meta = {"at": event.created_at.timestamp(), "topics": keys}
+        for topic_id, _ in pairs:
+            delivery.push_to_topic(tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.pk, meta=meta)
 
 
 def fanout_event(job: FanoutJob) -> None:
