@@ -116,9 +116,11 @@ def test_live_only_events_are_finished_together_and_order_is_kept(api, tenant, m
     make_topic(tenant, "live", allow_client_subscribe=True)
     make_topic(tenant, "followed")
     api.post("/api/v1/users/fan/subscriptions", {"topics": ["followed"]}, format="json")
-    bodies = [{"kind": "k", "topics": ["live"]}] * 3 + [{"kind": "k", "topics": ["followed"]}] + [
-        {"kind": "k", "topics": ["live"]}
-    ] * 2
+    bodies = (
+        [{"kind": "k", "topics": ["live"]}] * 3
+        + [{"kind": "k", "topics": ["followed"]}]
+        + [{"kind": "k", "topics": ["live"]}] * 2
+    )
     ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
     with CaptureQueriesContext(connection) as queries:
         assert run_fanout() == 6
