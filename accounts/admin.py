@@ -153,8 +153,6 @@ class MembershipAdmin(TenantScopedAdmin):
     def save_scoped(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             obj.save()
-            if "is_active" in form.changed_data:
-                tenant_set_active(tenant=obj, active=obj.is_active)
             return
         created = membership_create(user=obj.user, tenant=obj.tenant, role=obj.role, external_id=obj.external_id)
         adopt_saved(obj, created)
