@@ -201,3 +201,24 @@ async def test_a_node_killed_behind_nginx_leaves_the_other_serving(cluster_facto
     assert cluster.nodes[0].alive()
     await client.close()
     assert isinstance(client, LiveClient)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug, reported: redis-py 8's 5 s socket timeout fails RedisChannelLayer's 5 s BZPOPMIN on an "
+    "idle node; the hub then closes every socket with 1013 on the next message (fix: socket_timeout > 5 s in "
+    "CHANNEL_LAYERS hosts, and/or a hub that does not count a read timeout as an outage)",
+)
+async def test_a_client_on_an_idle_node_still_receives_the_next_publish(cluster, acme_key):
+    # With redis-py 8 every connection has a 5 s socket timeout, and RedisChannelLayer.receive()
+    # blocks in BZPOPMIN for 5 s: on a node without traffic each receive raises TimeoutError, the
+    # hub takes it for a Redis outage, and the first message afterwards makes it close every local
+    # socket with 1013 ("resume") instead of delivering it. Nothing is lost (clients resume from
+    # their cursor) but every quiet node kicks all its clients on the next publish.
+    client = await cluster.live_client(cluster.mint(acme_key, "alice"))
+    await asyncio.sleep(7)  # longer than the 5 s BZPOPMIN: one receive() has timed out
+    status, body = cluster.rest("POST", "/api/v1/events", {"kind": "k", "recipients": ["alice"]}, acme_key)
+    assert status == 202
+    (frame,) = await client.collect(1)
+    assert frame["id"] == body["id"]
+    await client.close()
