@@ -110,17 +110,47 @@ elif _database["ENGINE"] == "django.db.backends.postgresql":
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: channel layer and cache --------------------------------------------------------------
+# --- Redis: channel layer, cache and connection counts --------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 REDIS_PREFIX = env_str("HERALD_REDIS_PREFIX", "herald")
 CHANNEL_LAYER_KIND = env_choice("HERALD_CHANNEL_LAYER", "core", ("core", "pubsub"))
+# High availability: with Sentinel, REDIS_URL still gives the database number and password
+# (redis://:password@unused/0) and the sentinels name the master.
+REDIS_SENTINELS = [
+    (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("HERALD_REDIS_SENTINELS", []))
+]
+REDIS_SENTINEL_MASTER = env_str("HERALD_REDIS_SENTINEL_MASTER", "herald")
+if REDIS_SENTINELS and not REDIS_URL:
+    raise ImproperlyConfigured("HERALD_REDIS_SENTINELS needs REDIS_URL too (for the db number and password).")
+# Every Redis connection's read timeout. It must exceed the channel layer's 5 s blocking receive
+# (BZPOPMIN), or an idle node would take its own quiet wait for a Redis outage.
+REDIS_SOCKET_TIMEOUT = 15
+
+
+def _redis_host() -> dict[str, object]:
+    """channels-redis host entry for REDIS_URL, or for the Sentinel-named master."""
+    from urllib.parse import urlsplit
+
+    options: dict[str, object] = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": 5}
+    if not REDIS_SENTINELS:
+        return {"address": REDIS_URL, **options}
+    parts = urlsplit(REDIS_URL)
+    return {
+        "sentinels": REDIS_SENTINELS,
+        "master_name": REDIS_SENTINEL_MASTER,
+        "db": int(parts.path.lstrip("/") or 0),
+        "password": parts.password,
+        "sentinel_kwargs": {"socket_timeout": 0.5},
+        **options,
+    }
+
 
 if REDIS_URL:
     if CHANNEL_LAYER_KIND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+                "CONFIG": {"hosts": [_redis_host()], "prefix": REDIS_PREFIX},
             }
         }
     else:
@@ -128,7 +158,7 @@ if REDIS_URL:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    "hosts": [REDIS_URL],
+                    "hosts": [_redis_host()],
                     "prefix": REDIS_PREFIX,
                     # Group memberships are refreshed by every node every 5 minutes, so a node that
                     # died stops receiving (and wasting) group messages after at most 15 minutes.
@@ -142,11 +172,21 @@ if REDIS_URL:
                 },
             }
         }
+    _cache_options: dict[str, object] = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": 5}
+    if REDIS_SENTINELS:
+        from redis.sentinel import Sentinel
+
+        _cache_options.update(
+            pool_class="redis.sentinel.SentinelConnectionPool",
+            service_name=REDIS_SENTINEL_MASTER,
+            sentinel_manager=Sentinel(REDIS_SENTINELS, socket_timeout=0.5),
+        )
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            "OPTIONS": _cache_options,
         }
     }
 else:

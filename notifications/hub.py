@@ -20,6 +20,7 @@ import weakref
 from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.herald import herald_settings
 from notifications import delivery, metrics, presence, protocol
@@ -164,6 +165,10 @@ class Hub:
                 message = await self.layer.receive(self.channel_name)
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, RedisTimeoutError):
+                # A read that timed out on a quiet node is not an outage: a dead Redis shows as a
+                # connection error, which the next attempt gets at once.
+                continue
             except Exception:
                 if self._stopping:  # the layer client turned our cancellation into an error
                     return

@@ -92,9 +92,7 @@ class RedisCounter:
     """Counts shared by every node through Redis."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio
-
-        self.redis: Any = redis.asyncio.Redis.from_url(url)
+        self.redis: Any = redis_client(url)
         self.prefix = f"{prefix}:presence"
         self.node_id = ""
         self.node_ttl = max(1, herald_settings.PRESENCE_NODE_TTL_SECONDS)
@@ -148,6 +146,23 @@ class RedisCounter:
             await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])
         except Exception:
             logger.warning("presence release failed", exc_info=True)
+
+
+def redis_client(url: str) -> Any:
+    """An asyncio Redis client for REDIS_URL, or for the master the sentinels name."""
+    import redis.asyncio
+    from django.conf import settings
+
+    timeouts: dict[str, Any] = {"socket_timeout": settings.REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": 5}
+    if settings.REDIS_SENTINELS:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        sentinel = redis.asyncio.Sentinel(settings.REDIS_SENTINELS, socket_timeout=0.5)
+        return sentinel.master_for(
+            settings.REDIS_SENTINEL_MASTER, db=int(parts.path.lstrip("/") or 0), password=parts.password, **timeouts
+        )
+    return redis.asyncio.Redis.from_url(url, **timeouts)
 
 
 def counter_for_settings() -> LocalCounter | RedisCounter:

@@ -111,7 +111,7 @@ def api_key_of(secret: str) -> ApiKey:
 async def live_stack() -> Any:
     """For async consumer tests: after the test, stop this loop's hub and fan-out loop and empty
     the in-memory channel layer (its queues belong to the test's event loop)."""
-    from channels.layers import get_channel_layer
+    from channels.layers import channel_layers, get_channel_layer
 
     from notifications.fanout import stop_local_runner
     from notifications.hub import stop_hub
@@ -122,3 +122,8 @@ async def live_stack() -> Any:
     layer = get_channel_layer()
     if hasattr(layer, "flush"):
         await layer.flush()
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
+    # A fresh layer for the next test: channels-redis keeps locks and queues bound to the event
+    # loop that created them, and every test has its own loop.
+    channel_layers.backends.clear()

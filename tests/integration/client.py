@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -18,7 +19,9 @@ def rest(
     body: Any = None,
     credential: str | None = None,
     headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
+    """One JSON request; `context` verifies an https:// server (e.g. with the cluster's CA)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -27,7 +30,7 @@ def rest(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
@@ -45,8 +48,11 @@ class LiveClient:
         self.notifications: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, ws_url: str, token: str, **auth: Any) -> LiveClient:
-        ws = await connect(ws_url, open_timeout=10, max_size=2**20)
+    async def open(
+        cls, ws_url: str, token: str, *, ssl_context: ssl.SSLContext | None = None, **auth: Any
+    ) -> LiveClient:
+        """Connect (wss:// URLs verify the server with `ssl_context`), authenticate, read up to `resumed`."""
+        ws = await connect(ws_url, open_timeout=10, max_size=2**20, ssl=ssl_context)
         client = cls(ws)
         await ws.send(json.dumps({"type": "auth", "token": token, **auth}))
         client.welcome = await client.next_of("welcome")

@@ -119,11 +119,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_herald(name: str, *, port: int | None = None, **env_overrides: str) -> HeraldProcess:
+def start_herald(
+    name: str, *, port: int | None = None, serve_args: tuple[str, ...] = (), **env_overrides: str
+) -> HeraldProcess:
     port = port or free_port()
     log_path = Path(tempfile.mkstemp(prefix=f"herald-{name}-", suffix=".log")[1])
     env = base_env(**env_overrides)
-    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--access-log"]
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--access-log", *serve_args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -189,3 +191,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("fault test figures")
         for line in REPORT:
             terminalreporter.write_line(line)
+
+
+# The nginx + nodes + workers harness (tests/integration/cluster.py): fixtures `cluster` and
+# `cluster_factory`. Imported last: it builds on the helpers above.
+from tests.integration.cluster import cluster, cluster_factory  # noqa: E402, F401
