@@ -12,8 +12,10 @@ const STATE_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "R
 // some slack) has nothing of this tenant any more: a node sends nothing for a tenant without
 // connections or traffic there. It then drops out of the totals and the nodes table.
 const NODE_FRESH_MS = 3000;
-// The charts show 5 minutes, one point per second; rate-limit and error counts cover the same span.
+// The charts keep 5 minutes, one point per second; rate-limit and error counts cover the same
+// span. A page opened a moment ago shows at least its last minute, widening up to the 5 minutes.
 const HISTORY_SECONDS = 300;
+const MIN_CHART_SECONDS = 60;
 const COUNT_WINDOW_MS = HISTORY_SECONDS * 1000;
 // Topic activity is summed over the last minute (each node sends its 10 busiest topics a second).
 const TOPIC_WINDOW_MS = 60_000;
@@ -386,14 +388,23 @@ function startOps(config) {
         height: CHART_HEIGHT,
         cursor: { drag: { x: false, y: false } },
         scales: {
-          x: { time: true, range: (u, min, max) => [max - HISTORY_SECONDS, max] },
+          x: {
+            time: true,
+            range: (u, min, max) => [max - Math.min(HISTORY_SECONDS, Math.max(MIN_CHART_SECONDS, max - min)), max],
+          },
           y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] },
         },
         axes: [
-          { stroke: "#5b6478", grid: { stroke: "#eef0f4" }, ticks: { stroke: "#d9dde6" } },
+          {
+            stroke: "#5b6478",
+            grid: { stroke: "#eef0f4" },
+            ticks: { stroke: "#d9dde6" },
+            space: 70,
+            values: (u, splits) => splits.map((split) => formatClock(new Date(split * 1000))),
+          },
           { stroke: "#5b6478", grid: { stroke: "#eef0f4" }, ticks: { stroke: "#d9dde6" }, size: 52 },
         ],
-        series: [{}, ...series],
+        series: [{ label: "time", value: (u, seconds) => (seconds ? formatClock(new Date(seconds * 1000)) : "—") }, ...series],
       },
       [[], ...columns.map(() => [])],
       element,
@@ -402,6 +413,8 @@ function startOps(config) {
     return {
       draw(data) {
         plot.setData([data[0], ...columns.map((column) => data[column])]);
+        // Not hovered: the legend shows the latest second (hovered, the second under the cursor).
+        if (data[0].length && !(plot.cursor.left >= 0)) plot.setLegend({ idx: data[0].length - 1 });
         const latest = columns.map((column) => data[column][data[column].length - 1]);
         const label = series.map((line, index) => `${line.label} now ${line.value(plot, latest[index])}`);
         element.setAttribute("aria-label", `${title}: ${label.join(", ")}`);
@@ -450,7 +463,8 @@ function startOps(config) {
       let delivered = "—";
       if (event.delivered_at) {
         const took = Date.parse(event.delivered_at) - Date.parse(event.created_at);
-        delivered = timeElement(event.delivered_at, Number.isFinite(took) ? ` (+${formatLatency(took)} ms)` : "");
+        // Browsers parse times to the millisecond: whole milliseconds are all this can show.
+        delivered = timeElement(event.delivered_at, Number.isFinite(took) ? ` (+${formatCount(took)} ms)` : "");
       }
       const tr = row([
         [String(event.id), "num"],
