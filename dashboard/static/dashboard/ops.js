@@ -134,8 +134,10 @@ function startOps(config) {
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "tenants" && Array.isArray(frame.tenants)) {
       attempt = 0;
-      syncTenants(frame.tenants.map(String));
-      watch(ws, wanted);
+      const slugs = frame.tenants.map(String);
+      syncTenants(slugs);
+      if (slugs.includes(wanted)) watch(ws, wanted);
+      else if (slugs.length) switchTo(slugs[0]); // watches it
     } else if (frame.type === "watching") {
       clearTimeout(answerTimer);
       if (frame.tenant !== wanted) return; // an answer to a watch the person has switched away from
@@ -163,7 +165,6 @@ function startOps(config) {
         if (!present.has(slug)) select.append(new Option(slug, slug));
       }
     }
-    if (!slugs.includes(wanted) && slugs.length) switchTo(slugs[0]);
   }
 
   function switchTo(slug) {
