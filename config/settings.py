@@ -242,6 +242,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Browser packages installed from npm by scripts/bootstrap (package.json), served as static files
+# under their package name: /static/uplot/uPlot.iife.min.js draws the operations page's charts.
+STATICFILES_DIRS = [("uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
 # In the embedded default Herald serves its own static files; behind nginx, nginx does.
 HERALD_SERVE_STATIC = env_bool("HERALD_SERVE_STATIC", DEBUG)
 

@@ -1,5 +1,6 @@
-"""Reads for the dashboard: which tenant a signed-in staff member acts in, and what their
-notification center shows before its WebSocket connects."""
+"""Reads for the dashboard: which tenant a signed-in staff member acts in, what their
+notification center shows before its WebSocket connects, and which tenants the operations page
+may show someone (with the tenant's recent events)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from accounts.models import EXTERNAL_ID_PATTERN, EndUser, Membership
+from django.db.models import Prefetch
+
+from accounts.models import EXTERNAL_ID_PATTERN, EndUser, Membership, Tenant
 from notifications import protocol
+from notifications.models import Event, Topic
 from notifications.selectors import inbox_list, stream_cursor, unread_count
 
 # Items rendered on the first paint; later ones arrive live over the socket.
@@ -85,14 +89,73 @@ def live_page_state(*, membership: Membership, limit: int = FIRST_PAINT_ITEMS) -
     )
 
 
-def watchable_tenants(*, user: Any) -> list[tuple[int, str]]:
-    """(id, slug) of the tenants whose live figures this user may watch on the operations page:
-    every tenant for a platform admin, their own for tenant staff, none for anyone else."""
-    from accounts.models import Tenant
-
+def ops_tenants(*, user: Any) -> list[Tenant]:
+    """The tenants whose operations figures this user may watch, by slug: every tenant for a
+    platform admin (superuser), their own for tenant staff (any role), none for anyone else. The
+    operations page, its recent-events view and /ws/v1/ops/ all ask this one question."""
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return []
     if user.is_superuser:
-        return list(Tenant.objects.order_by("slug").values_list("pk", "slug"))
+        return list(Tenant.objects.order_by("slug"))
     membership = staff_membership(user=user)
-    return [(membership.tenant.pk, membership.tenant.slug)] if membership is not None else []
+    return [membership.tenant] if membership is not None else []
+
+
+def watchable_tenants(*, user: Any) -> list[tuple[int, str]]:
+    """(id, slug) of the tenants of ops_tenants(), for /ws/v1/ops/."""
+    return [(tenant.pk, tenant.slug) for tenant in ops_tenants(user=user)]
+
+
+def ops_tenant(*, user: Any, slug: str | None = None) -> Tenant | None:
+    """The tenant the operations page shows this user. Without a slug: a staff member's own tenant,
+    or for a platform admin their own (if they are staff of one too) or else the first. With a
+    slug: that tenant if the user may watch it, else None: another tenant's slug and one that does
+    not exist get the same answer, so nothing tells a staff member which other tenants exist."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return None
+    membership = staff_membership(user=user)
+    if not user.is_superuser:
+        if membership is None or (slug is not None and slug != membership.tenant.slug):
+            return None
+        return membership.tenant
+    if slug is not None:
+        return Tenant.objects.filter(slug=slug).first()
+    if membership is not None:
+        return membership.tenant
+    return Tenant.objects.order_by("slug").first()
+
+
+# Rows of the operations page's recent-events table: enough to see a burst go through, few enough
+# to read in one query every few seconds.
+RECENT_EVENTS_LIMIT = 25
+# User ids named in a row's targets summary; the rest is a count.
+TARGET_SAMPLE_SIZE = 3
+
+
+def recent_events(*, tenant: Tenant, limit: int = RECENT_EVENTS_LIMIT) -> list[dict[str, Any]]:
+    """The tenant's latest events, newest first, as the operations page lists them: what was
+    published to whom and how its fan-out went. Metadata only: no title, body, url or data (an
+    operator watching throughput has no need to read people's notifications)."""
+    events = (
+        Event.objects.filter(tenant=tenant)
+        .order_by("-id")
+        .only("id", "kind", "status", "recipient_count", "created_at", "delivered_at", "recipients", "broadcast")
+        .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "key").order_by("key")))[:limit]
+    )
+    return [
+        {
+            "id": event.pk,
+            "kind": event.kind,
+            "status": event.status,
+            "recipient_count": event.recipient_count,
+            "targets": {
+                "broadcast": event.broadcast,
+                "users": len(event.recipients),
+                "users_sample": [str(user_id) for user_id in event.recipients[:TARGET_SAMPLE_SIZE]],
+                "topics": [topic.key for topic in event.topics.all()],
+            },
+            "created_at": protocol.timestamp(event.created_at),
+            "delivered_at": protocol.timestamp(event.delivered_at) if event.delivered_at else None,
+        }
+        for event in events
+    ]

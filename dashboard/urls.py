@@ -1,5 +1,5 @@
 """Dashboard routes: the notification center at `/`, sign in and out, the connection tokens of
-the center's script, and the test-notification form."""
+the center's script, the test-notification form, and the operations page with its events JSON."""
 
 from django.urls import path
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("logout/", views.StaffLogoutView.as_view(), name="logout"),
     path("send/", views.send_notification, name="send"),
     path("token/", views.connection_token, name="token"),
+    path("ops/", views.ops_page, name="ops"),
+    path("ops/events/", views.ops_events, name="ops-events"),
 ]

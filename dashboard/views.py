@@ -1,5 +1,6 @@
 """Dashboard views: sign in and out, the notification center of a tenant staff member (with the
-endpoint that gives it connection tokens), and the form that sends them a test notification.
+endpoint that gives it connection tokens), the form that sends them a test notification, and the
+operations page (with the JSON of its recent-events table).
 Thin: they authorise, call one selector or service, and render."""
 
 from __future__ import annotations
@@ -110,6 +111,76 @@ def connection_token(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {"token": token, "expires_at": protocol.timestamp(expires_at), "user_id": membership.external_id}
     )
+
+
+# The operations page's live figures (notifications/routing.py routes it to dashboard.consumers).
+OPS_WEBSOCKET_PATH = f"{WEBSOCKET_PATH}ops/"
+# How often the page reloads its recent-events table: a burst shows up while it is still news,
+# and a page left open costs one small query every few seconds.
+OPS_EVENTS_REFRESH_MS = 3000
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def ops_page(request: HttpRequest) -> HttpResponse:
+    """The operations page of a tenant: its staff see their own tenant; a platform admin picks any
+    (`?tenant=<slug>` preselects one). The figures arrive over /ws/v1/ops/; the page itself carries
+    only what to watch."""
+    tenants = selectors.ops_tenants(user=request.user)
+    if not tenants:
+        return _ops_no_access(request)
+    tenant = None
+    if request.user.is_superuser and request.GET.get("tenant"):
+        tenant = selectors.ops_tenant(user=request.user, slug=request.GET["tenant"])
+    tenant = tenant or selectors.ops_tenant(user=request.user)
+    if tenant is None:  # a superuser's tenants were all deleted since the line above
+        return _ops_no_access(request)
+    membership = selectors.staff_membership(user=request.user)
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "tenants": tenants,
+        "can_switch": request.user.is_superuser,
+        "has_center": selectors.membership_problem(membership=membership) is None,
+        # Read by ops.js (rendered with json_script, so it cannot break out of its tag).
+        "ops_config": {
+            "websocketPath": OPS_WEBSOCKET_PATH,
+            "eventsUrl": reverse("dashboard:ops-events"),
+            "loginUrl": f"{reverse(LOGIN_URL)}?next={reverse('dashboard:ops')}",
+            "tenant": tenant.slug,
+            "canSwitch": request.user.is_superuser,
+            "eventsRefreshMs": OPS_EVENTS_REFRESH_MS,
+        },
+    }
+    return render(request, "dashboard/ops.html", context)
+
+
+@never_cache
+@require_GET
+def ops_events(request: HttpRequest) -> HttpResponse:
+    """The latest events of a tenant, for the operations page's table: `?tenant=<slug>`, or the
+    staff member's own tenant without it. Session authenticated; JSON in every case (a page script
+    reads it). A tenant the user may not watch and one that does not exist get the same 404."""
+    if not request.user.is_authenticated:
+        return _json_error(401, "unauthorized", "Sign in again: your session has ended.")
+    if not selectors.ops_tenants(user=request.user):
+        return _json_error(403, "forbidden", _OPS_NO_ACCESS)
+    slug = request.GET.get("tenant") or None
+    tenant = selectors.ops_tenant(user=request.user, slug=slug)
+    if tenant is None:
+        return _json_error(404, "not_found", "No such tenant.")
+    return JsonResponse({"tenant": tenant.slug, "events": selectors.recent_events(tenant=tenant)})
+
+
+_OPS_NO_ACCESS = "Your account is not staff of any tenant, so there is no tenant to watch."
+
+
+def _ops_no_access(request: HttpRequest) -> HttpResponse:
+    explanation = (
+        "There are no tenants yet: create one in the admin (or with manage.py create_tenant)."
+        if request.user.is_superuser
+        else _OPS_NO_ACCESS
+    )
+    return render(request, "dashboard/ops_no_access.html", {"explanation": explanation}, status=403)
 
 
 _PROBLEMS = {

@@ -1,5 +1,6 @@
-"""Guards on the browser scripts (herald.js and the notification center's center.js): notification
-text is never parsed as HTML, the link rule is the server's, and both are valid ES modules."""
+"""Guards on the browser scripts (herald.js, the notification center's center.js and the operations
+page's ops.js): text from the server is never parsed as HTML, the link rule is the server's, and
+all are valid ES modules."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 STATIC = Path(__file__).resolve().parents[2] / "dashboard" / "static"
 HERALD_JS = STATIC / "herald" / "herald.js"
 CENTER_JS = STATIC / "dashboard" / "center.js"
-SCRIPTS = [HERALD_JS, CENTER_JS]
+OPS_JS = STATIC / "dashboard" / "ops.js"
+SCRIPTS = [HERALD_JS, CENTER_JS, OPS_JS]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
