@@ -39,10 +39,12 @@ def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | 
 def herald_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = _render(exc)
     if response is not None:
-        code = response.data["error"]["code"]
-        metrics.error("rest", code)
+        # `_user`, not `user`: reading `user` would run the (possibly failing) authentication again.
+        tenant = getattr(getattr(context.get("request"), "_user", None), "tenant", None)
+        tenant_id = tenant.pk if tenant is not None else None
+        metrics.error("rest", response.data["error"]["code"], tenant_id)
         if isinstance(exc, RateLimited):
-            metrics.rate_limited(exc.action)
+            metrics.rate_limited(exc.action, tenant_id)
     return response
 
 

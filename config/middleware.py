@@ -17,6 +17,24 @@ logger = logging.getLogger("herald.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class HealthCheckMiddleware:
+    """Answers /healthz and /readyz before anything else: load balancers probe nodes by IP
+    address, a Host that ALLOWED_HOSTS rightly refuses everywhere else, and every few seconds, which
+    would drown the request log."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from config import health
+
+        if request.path == "/healthz":
+            return health.healthz(request)
+        if request.path == "/readyz":
+            return health.readyz(request)
+        return self.get_response(request)
+
+
 class RequestLogMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -82,9 +82,12 @@ def push_to_topic(
     )
 
 
+OPS_GROUP_PREFIX = "herald.ops."
+
+
 def group_for_ops(tenant_id: int) -> str:
     """The operations dashboard's live figures of one tenant."""
-    return f"herald.ops.t{tenant_id}"
+    return f"{OPS_GROUP_PREFIX}t{tenant_id}"
 
 
 async def publish_stats(tenant_id: int, text: str) -> None:

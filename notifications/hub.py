@@ -98,8 +98,10 @@ class Hub:
         await self.presence.stop()
 
     async def close_all(self, code: int, reason: str) -> int:
-        """Close every local connection (graceful shutdown); return how many."""
-        everyone = [c for group_set in self.by_user.values() for c in group_set]
+        """Close every local connection (graceful shutdown), operations sockets included; return
+        how many."""
+        everyone = {c for group_set in self.by_user.values() for c in group_set}
+        everyone.update(c for group_set in self.members.values() for c in group_set)
         for connection in everyone:
             await connection.close_for(code, reason)
         return len(everyone)
@@ -203,6 +205,8 @@ class Hub:
         for connection in targets:
             connection.push(frame, event_id, inbox)
         self.frames_out += len(targets)
+        if not targets or group.startswith(delivery.OPS_GROUP_PREFIX):
+            return  # nothing written here, or the dashboard's own figures: not tenant activity
         meta = message.get("meta") or {}
         metrics.frames_out(
             _tenant_of(group),

@@ -4,6 +4,7 @@ per message or per request, never once per socket."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,7 +25,12 @@ FRAMES_OUT = Counter(
 DELIVERIES = Counter(
     "herald_deliveries_total", "Notification frames written to WebSocket clients", ["tenant"], registry=REGISTRY
 )
-PUBLISHES = Counter("herald_events_published_total", "Events accepted over REST", ["tenant"], registry=REGISTRY)
+PUBLISHES = Counter(
+    "herald_events_published_total",
+    "Events accepted for delivery (REST and the dashboard)",
+    ["tenant"],
+    registry=REGISTRY,
+)
 LATENCY = Histogram(
     "herald_publish_to_deliver_seconds",
     "From an event's acceptance to its frame being written to this node's sockets",
@@ -66,15 +72,18 @@ class TenantSecond:
 
 
 class Activity:
-    """Per-second counters for the operations dashboard, swapped out every second."""
+    """Per-second counters for the operations dashboard, swapped out every second. Updated from
+    the event loop and from request threads, hence the lock (held for a few dict operations)."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.current: dict[int, TenantSecond] = defaultdict(TenantSecond)
         self.started = time.time()
 
     def take(self) -> tuple[float, dict[int, TenantSecond]]:
-        taken, self.current = self.current, defaultdict(TenantSecond)
-        started, self.started = self.started, time.time()
+        with self.lock:
+            taken, self.current = self.current, defaultdict(TenantSecond)
+            started, self.started = self.started, time.time()
         return self.started - started, taken
 
 
@@ -86,29 +95,33 @@ def frames_out(
 ) -> None:
     slug = slug_of(tenant_id)
     FRAMES_OUT.labels(slug).inc(count)
-    second = ACTIVITY.current[tenant_id]
-    second.frames_out += count
-    if notification and count:
+    if notification:
         DELIVERIES.labels(slug).inc(count)
-        second.deliveries += count
-        for key in topics or ():
-            second.topics[key] += count
-    if published_at is not None:
-        latency = max(0.0, time.time() - published_at)
+    latency = None if published_at is None else max(0.0, time.time() - published_at)
+    if latency is not None:
         LATENCY.observe(latency)
-        if len(second.latencies) < LATENCY_SAMPLES_PER_SECOND:
+    with ACTIVITY.lock:
+        second = ACTIVITY.current[tenant_id]
+        second.frames_out += count
+        if notification:
+            second.deliveries += count
+            for key in topics or ():
+                second.topics[key] += count
+        if latency is not None and len(second.latencies) < LATENCY_SAMPLES_PER_SECOND:
             second.latencies.append(latency)
 
 
 def frame_in(tenant_id: int) -> None:
     FRAMES_IN.labels(slug_of(tenant_id)).inc()
-    ACTIVITY.current[tenant_id].frames_in += 1
+    with ACTIVITY.lock:
+        ACTIVITY.current[tenant_id].frames_in += 1
 
 
 def events_published(tenant_id: int, slug: str, count: int) -> None:
     tenant_seen(tenant_id, slug)
     PUBLISHES.labels(slug).inc(count)
-    ACTIVITY.current[tenant_id].events_in += count
+    with ACTIVITY.lock:
+        ACTIVITY.current[tenant_id].events_in += count
 
 
 def connection_opened(tenant_id: int, slug: str) -> None:
@@ -123,13 +136,15 @@ def connection_closed(tenant_id: int) -> None:
 def rate_limited(action: str, tenant_id: int | None = None) -> None:
     RATE_LIMITED.labels(action).inc()
     if tenant_id is not None:
-        ACTIVITY.current[tenant_id].rate_limited += 1
+        with ACTIVITY.lock:
+            ACTIVITY.current[tenant_id].rate_limited += 1
 
 
 def error(transport: str, code: str, tenant_id: int | None = None) -> None:
     ERRORS.labels(transport, code).inc()
     if tenant_id is not None:
-        ACTIVITY.current[tenant_id].errors += 1
+        with ACTIVITY.lock:
+            ACTIVITY.current[tenant_id].errors += 1
 
 
 def percentile(values: list[float], fraction: float) -> float | None:

@@ -44,6 +44,10 @@ class HeraldApplication:
             await self._lifespan(receive, send)
             return
         fanout.ensure_local_runner()
+        if hub.current_hub() is None:
+            # Start the hub with the first request, not the first WebSocket: a node that so far
+            # served only REST must still report its figures (and join the cluster's presence).
+            self._hub_starting = asyncio.ensure_future(hub.get_hub())
         await self.inner(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

@@ -36,3 +36,9 @@ def test_health_endpoints(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "channel_layer": "ok"}
+
+
+def test_health_probes_answer_whatever_the_host_header(client):
+    assert client.get("/healthz", HTTP_HOST="10.0.0.7:8000").json() == {"status": "ok"}
+    assert client.get("/readyz", HTTP_HOST="10.0.0.7:8000").status_code == 200
+    assert client.get("/api/v1/topics", HTTP_HOST="10.0.0.7:8000").status_code == 400
