@@ -164,6 +164,7 @@ class ResumingClient:
     _stop: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     last_welcome_at: float = 0.0
+    ssl: Any = None  # an SSLContext for wss:// URLs
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -179,7 +180,7 @@ class ResumingClient:
         while not self._stop:
             url = self.urls[attempt % len(self.urls)] if attempt else self.urls[0]
             try:
-                async with connect(url, open_timeout=5, close_timeout=1) as ws:
+                async with connect(url, open_timeout=5, close_timeout=1, ssl=self.ssl) as ws:
                     auth: dict[str, Any] = {"type": "auth", "token": self.token}
                     if self.cursor is not None:
                         auth["since"] = self.cursor

@@ -328,3 +328,54 @@ def test_fanout_worker_killed_mid_batch_leaves_exactly_one_row_each(herald_proce
     finally:
         worker.terminate()
         worker.wait(15)
+
+
+async def test_node_killed_behind_nginx_loses_nothing(cluster_factory, acme):
+    """Fault 1 in the production layout: clients connect to nginx (wss://, certificate verified),
+    nginx spreads them over two nodes, one node is killed mid-stream; nginx sends the reconnecting
+    clients to the survivor and they resume."""
+    cluster = cluster_factory(nodes=2, workers=1, rate_limits=False)
+    clients = []
+    for index in range(6):
+        client = ResumingClient(
+            urls=[cluster.ws_url],
+            token=cluster.mint(acme, f"user{index}"),
+            name=f"user{index}",
+            ssl=cluster.ssl_context(),
+        )
+        client.start()
+        clients.append(client)
+    for client in clients:
+        await asyncio.wait_for(client.connected.wait(), 15)
+    users = [client.name for client in clients]
+    accepted: list[int] = []
+    loop = asyncio.get_running_loop()
+    killed_at = 0.0
+    for index in range(60):
+        if index == 20:
+            killed_at = time.monotonic()
+            cluster.kill_node(0)
+        status, body = await loop.run_in_executor(
+            None, lambda: cluster.rest("POST", "/api/v1/events", {"kind": "fault", "recipients": users}, acme)
+        )
+        if status == 202:
+            accepted.append(body["id"])
+        else:
+            assert status in (502, 503), (status, body)  # refused, never accepted and lost
+        await asyncio.sleep(0.05)
+    drained = await settle(clients, accepted, timeout=60)
+    moved = [client for client in clients if client.reconnects]
+    for client in clients:
+        await client.stop()
+    check_exactly_once(clients, accepted)
+    assert moved, "nobody was on the killed node: nginx did not spread the clients"
+    record(
+        "fault 1 node kill -9 behind nginx",
+        events=len(accepted),
+        clients=len(clients),
+        lost=0,
+        duplicates_before_dedupe=sum(c.duplicates for c in clients),
+        reconnected=len(moved),
+        recovery_s=round(max(c.last_welcome_at for c in moved) - killed_at, 2),
+        settle_s=drained,
+    )
