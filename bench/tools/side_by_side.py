@@ -162,9 +162,11 @@ def main() -> None:
                         " of py-websockets"
                     )
             elif workload == "W2":
-                runs = [r for r in runs if r.get("latency_ms")]
-                if not runs:
+                if not any(r.get("latency_ms") for r in runs):
+                    cells = [peer, str(len(runs)), "nothing delivered", "", "", "", "", "", f"0/{len(runs)}", lost, gen]
+                    print("| " + " | ".join([*cells, server]) + " |")
                     continue
+                runs = [r for r in runs if r.get("latency_ms")]
                 p50 = median([r["latency_ms"]["p50"] for r in runs])
                 p99 = median([r["latency_ms"]["p99"] for r in runs])
                 sustained = sum(1 for r in runs if r.get("sustained"))

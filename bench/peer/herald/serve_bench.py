@@ -7,6 +7,15 @@ harness's readiness check (the port accepts connections) is not fooled by a sock
 still importing; then the `serve` command runs in this same process (its PID is the server's).
 
     python bench/peer/herald/serve_bench.py PORT [BACKLOG]
+
+BENCHMARK-ONLY WORKAROUND (HERALD_BENCH_LAYER_SOCKET_TIMEOUT, default 15 s; "off" runs Herald as is):
+redis-py 8 gives every connection a 5 s socket read timeout, and channels_redis.core blocks in
+BZPOPMIN for 5 s (brpop_timeout) when a channel is idle, so the client gives up just before Redis
+answers: `layer.receive()` raises redis.TimeoutError after every 5 idle seconds. Herald's hub takes
+that for a Redis outage and, when the next frame arrives, closes every local socket with 1013 (see
+docs/performance.md). A connect phase longer than 5 s (W1 N=1000, W3) triggers it, so the benchmark
+would measure reconnect storms. Here the core layer's connections get a read timeout above the
+BZPOPMIN timeout, which is the configuration fix proposed for config/settings.py.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ def main() -> None:
     import django
 
     django.setup()
+    _layer_socket_timeout_workaround()
     import config.asgi  # noqa: F401  (load the whole application before listening)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -39,6 +49,20 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("serve", fd=sock.fileno())
+
+
+def _layer_socket_timeout_workaround() -> None:
+    from django.conf import settings
+
+    value = os.environ.get("HERALD_BENCH_LAYER_SOCKET_TIMEOUT", "15")
+    config = settings.CHANNEL_LAYERS.get("default", {})
+    if value == "off" or not config.get("BACKEND", "").startswith("channels_redis.core."):
+        return
+    hosts = config["CONFIG"]["hosts"]
+    config["CONFIG"]["hosts"] = [
+        {"address": host, "socket_timeout": float(value)} if isinstance(host, str) else host for host in hosts
+    ]
+    print(f"[serve_bench] channel layer socket_timeout={value}s (benchmark workaround)", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
