@@ -6,6 +6,8 @@
 #   QUICK=1 bench/run_side_by_side.sh               # W1 1000, W2 1000@20, W3 2000; REPS=1
 #   REPS=3 PEERS="node-ws py-websockets herald" WORKLOADS="w1:1000 w3:5000" bench/run_side_by_side.sh
 #   PREPARE_ONLY=1 bench/run_side_by_side.sh        # only copy/install (used by profile_herald.sh)
+#   PEERS="py-websockets herald herald-uvicorn herald-pubsub" WORKLOADS="w1:1000" bench/run_side_by_side.sh
+#                                                   # diagnostic variants: Herald on uvicorn / pubsub layer
 #
 # What it does (every step bounded; nothing outside 127.0.0.1 is contacted but the package registries
 # on the first run, for `npm ci` and the peers' Python packages):
@@ -56,7 +58,9 @@ sed -i -e 's/-p 6379/-p "$BENCH_REDIS_PORT"/g' -e 's/--port 6379/--port "$BENCH_
 if grep -q 6379 run.sh; then die "run.sh still mentions 6379 after patching; refusing to run"; fi
 grep -q 'BENCH_REDIS_PORT' run.sh || die "could not patch run.sh's Redis port"
 cp "$REPO/bench/adapter/herald.js" gen/adapters/herald.js
-mkdir -p peers/herald && cp "$REPO/bench/peer/herald/peer.sh" peers/herald/peer.sh
+for peer_dir in "$REPO"/bench/peer/*/; do   # herald, and the diagnostic variants herald-uvicorn, herald-pubsub
+  name="$(basename "$peer_dir")"; mkdir -p "peers/$name" && cp "$peer_dir/peer.sh" "peers/$name/peer.sh"
+done
 
 if [ ! -d node_modules/ws ]; then
   say "npm ci (first run only)"
@@ -68,6 +72,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets, uvloop
   timeout 600 .venv/bin/pip install -q websockets==17.4 uvloop==0.23.0 Django==5.2.19 channels==4.3.2 \
     channels-redis==4.3.0 daphne==4.2.3 orjson==3.13.0 redis==8.1.0 py-spy >results/raw/pip.log 2>&1 \
     || die "pip install failed: results/raw/pip.log"
+fi
+if [[ " $PEERS " == *" herald-uvicorn "* ]] && ! .venv-herald-uvicorn/bin/python -c 'import uvicorn, django' 2>/dev/null; then
+  say "creating Herald's environment with uvicorn for the herald-uvicorn diagnostic peer (first run only)"
+  python3 -m venv .venv-herald-uvicorn
+  timeout 600 .venv-herald-uvicorn/bin/pip install -q -r "$REPO/requirements.txt" 'uvicorn[standard]==0.54.0' \
+    >results/raw/pip-herald-uvicorn.log 2>&1 || die "pip install failed: results/raw/pip-herald-uvicorn.log"
 fi
 
 # --- 4: the benchmark database ------------------------------------------------------------------

@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--server-match", required=True, help="substring of the server's command line")
+    parser.add_argument("--also-match", default="", help="another process to sample (e.g. a fan-out worker)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-seconds", type=float, default=180)
     parser.add_argument("--interval", type=float, default=0.5)
@@ -48,6 +49,7 @@ def main() -> None:
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     first_scan = True
+    also_pid, also_first, also_last = None, 0, 0
     result: dict[str, object] = {}
     while time.monotonic() - started < args.max_seconds:
         if server_pid is None:
@@ -67,6 +69,14 @@ def main() -> None:
         if now_ticks is None:  # the server is gone: the run is over
             break
         server_last = now_ticks
+        if args.also_match and also_pid is None:
+            for pid_text in filter(str.isdigit, os.listdir("/proc")):
+                if args.also_match in cmdline(pid_text) and int(pid_text) != os.getpid():
+                    also_pid = int(pid_text)
+                    also_first = also_last = ticks(also_pid) or 0
+                    break
+        if also_pid is not None:
+            also_last = ticks(also_pid) or also_last
         for pid_text in filter(str.isdigit, os.listdir("/proc")):
             pid = int(pid_text)
             if pid not in last and not backend.match(cmdline(pid_text)):
@@ -90,6 +100,8 @@ def main() -> None:
                 "backends": len(last),
             }
         )
+        if also_pid is not None:
+            result["also_cpu_s"] = round((also_last - also_first) / TICK, 2)
     with open(args.out, "w") as handle:
         json.dump(result, handle)
 

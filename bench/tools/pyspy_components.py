@@ -19,9 +19,11 @@ import re
 ROLES = [  # (role, substrings; the first role whose substring occurs anywhere in the stack wins)
     ("fan-out thread (notifications/fanout.py)", ["notifications/fanout.py"]),
     ("REST request thread (Django/DRF views)", ["django/core/handlers/", "rest_framework/"]),
+    ("psycopg pool maintenance threads", ["psycopg_pool/"]),
     ("other sync_to_async work (WebSocket auth, selectors)", ["concurrent/futures/thread.py"]),
 ]
 EVENT_LOOP = "event-loop thread"
+OTHER_THREAD = "other threads"
 
 COMPONENTS = [  # (component, substrings of "function (file:line)"), checked per frame from the leaf
     ("logging (JSON log lines)", ["logging/", "config/logging.py"]),
@@ -60,19 +62,25 @@ WAITS = [
 
 # Functions on the delivery path whose inclusive share (self + callees) is worth seeing.
 INCLUSIVE = [
-    ("hub.dispatch (all pushes of one layer message)", r"^dispatch \(.*notifications/hub\.py"),
-    ("consumer.push", r"^push \(.*notifications/consumers\.py"),
-    ("channels AsyncWebsocketConsumer.send", r"^send \(.*channels/generic/websocket\.py"),
-    ("daphne handle_reply (ASGI send -> autobahn)", r"^handle_reply \(.*daphne/"),
-    ("autobahn sendMessage", r"^sendMessage \(.*autobahn/"),
-    ("twisted transport write", r"^write \(.*twisted/internet/"),
-    ("channels_redis receive", r"^receive \(.*channels_redis/core\.py"),
-    ("fanout_event (one event's fan-out)", r"^fanout_event \(.*notifications/fanout\.py"),
-    ("delivery._group_send (async_to_sync group_send)", r"^_group_send \(.*notifications/delivery\.py"),
-    ("events_publish service", r"^events_publish \(.*notifications/services\.py"),
-    ("Django ASGI request handling", r"^handle \(.*django/core/handlers/asgi\.py"),
-    ("consumer.receive (client frames)", r"^receive \(.*notifications/consumers\.py"),
-    ("consumer._authenticate", r"^_authenticate \(.*notifications/consumers\.py"),
+    ("hub.dispatch (all pushes of one layer message)", r"\bdispatch \(notifications/hub\.py"),
+    ("consumer.push", r"\bpush \(notifications/consumers\.py"),
+    ("channels session wrapper send (per frame)", r"InstanceSessionWrapper\.send \("),
+    ("daphne handle_reply (ASGI send -> autobahn)", r"Server\.handle_reply \(daphne/"),
+    ("autobahn sendMessage (framing)", r"\bsendMessage \(autobahn/"),
+    ("twisted startWriting (epoll add_writer per frame)", r"\bstartWriting \(twisted/"),
+    ("twisted doWrite (socket.send + remove_writer)", r"\bdoWrite \(twisted/"),
+    ("channels_redis receive", r"\breceive \(channels_redis/core\.py"),
+    ("fanout_event (one event's fan-out)", r"\bfanout_event \(notifications/fanout\.py"),
+    ("delivery._group_send (async_to_sync group_send)", r"\b_group_send \(notifications/delivery\.py"),
+    ("events_publish service", r"\bevents_publish \(notifications/services\.py"),
+    ("rate limit consume (Django Redis cache)", r"\bconsume \(accounts/ratelimit\.py"),
+    ("API key lookup", r"\b_api_key_principal \(accounts/credentials\.py"),
+    ("consumer.receive (client frames)", r"\breceive \(notifications/consumers\.py"),
+    ("consumer._authenticate", r"\b_authenticate \(notifications/consumers\.py"),
+    ("token verify", r"\btoken_verify \(accounts/tokens\.py"),
+    ("selectors.socket_start (welcome/replay queries)", r"\bsocket_start \(notifications/selectors\.py"),
+    ("hub.register (group_add)", r"\bregister \(notifications/hub\.py"),
+    ("logging (JSON log lines)", r"config/logging\.py"),
 ]
 
 
@@ -84,11 +92,14 @@ def wait_of(frames: list[str]) -> str | None:
     return None
 
 
-def role_of(frames: list[str]) -> str:
+def role_of(frames: list[str], thread: str = "") -> str:
+    """thread: py-spy's "thread (tid): name" root frame when recorded with --threads."""
     text = ";".join(frames)
     for role, keys in ROLES:
         if any(key in text for key in keys):
             return role
+    if thread and not thread.endswith(("MainThread", ")")):
+        return OTHER_THREAD
     return EVENT_LOOP
 
 
@@ -121,11 +132,13 @@ def main() -> None:
                 continue
             stack, count_text = line.rsplit(" ", 1)
             count = int(count_text)
-            frames = [frame for frame in stack.split(";") if frame and not frame.startswith(("thread (", "process "))]
+            parts = stack.split(";")
+            thread = next((part for part in parts if part.startswith("thread (")), "")
+            frames = [frame for frame in parts if frame and not frame.startswith(("thread (", "process "))]
             if not frames:
                 continue
             all_samples += count
-            role = role_of(frames)
+            role = role_of(frames, thread)
             wait = wait_of(frames)
             if wait is not None:
                 waits[(role, wait)] += count

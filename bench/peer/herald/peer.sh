@@ -29,9 +29,23 @@ export BENCH_API_KEY BENCH_TOKENS_FILE     # read by gen/adapters/herald.js
 # run.sh's PID, the suffix of the result line's runid). Exits by itself when the server is gone.
 _herald_db="${HERALD_BENCH_DATABASE_URL##*/}"
 "$HERALD_PYTHON" "$HERALD_ROOT/bench/tools/pgcpu.py" --db "${_herald_db%%\?*}" --server-match "serve_bench.py $PORT" \
+  --also-match "serve_bench.py worker" \
   --out "$BENCH/results/raw/herald-pgcpu-$$.json" --max-seconds 200 </dev/null >/dev/null 2>&1 &
 
+_herald_fanout="${HERALD_BENCH_FANOUT_MODE:-inprocess}"
+if [ "$_herald_fanout" = worker ]; then
+  # Diagnostic (peer herald-worker): the fan-out runs in ONE `herald_worker` process, pinned to CPU 0 with
+  # the server (the server side still gets one core); stopped by PID once this run.sh is gone (<= 300 s).
+  (cd "$HERALD_ROOT" && exec taskset -c 0 env "${_herald_env[@]}" REDIS_URL="$_herald_redis" HERALD_REDIS_PREFIX=herald-bench \
+     HERALD_FANOUT_MODE=worker HERALD_CHANNEL_LAYER="${HERALD_CHANNEL_LAYER:-core}" LOG_LEVEL=WARNING \
+     "$HERALD_PYTHON" "$HERALD_ROOT/bench/peer/herald/serve_bench.py" worker) \
+    </dev/null >"$BENCH/results/raw/herald-worker-$$.log" 2>&1 &
+  _herald_worker_pid=$!
+  (for _ in $(seq 1 1500); do kill -0 $$ 2>/dev/null || break; sleep 0.2; done; kill "$_herald_worker_pid" 2>/dev/null) \
+    </dev/null >/dev/null 2>&1 &
+fi
+
 SERVER_CMD=(env "${_herald_env[@]}" REDIS_URL="$_herald_redis" HERALD_REDIS_PREFIX=herald-bench
-            HERALD_FANOUT_MODE=inprocess HERALD_CHANNEL_LAYER="${HERALD_CHANNEL_LAYER:-core}"
+            HERALD_FANOUT_MODE="$_herald_fanout" HERALD_CHANNEL_LAYER="${HERALD_CHANNEL_LAYER:-core}"
             LOG_LEVEL="${HERALD_BENCH_LOG_LEVEL:-INFO}"
             "$HERALD_PYTHON" "$HERALD_ROOT/bench/peer/herald/serve_bench.py" "$PORT" 4096)

@@ -7,6 +7,11 @@ harness's readiness check (the port accepts connections) is not fooled by a sock
 still importing; then the `serve` command runs in this same process (its PID is the server's).
 
     python bench/peer/herald/serve_bench.py PORT [BACKLOG]
+    python bench/peer/herald/serve_bench.py worker      # manage.py herald_worker (HERALD_FANOUT_MODE=worker)
+
+HERALD_BENCH_SERVER=uvicorn (diagnostic, needs uvicorn[standard] in the interpreter's environment) runs
+the same ASGI application on uvicorn (uvloop, httptools, websockets) with the limits `serve` gives
+Daphne, to separate the ASGI server's per-frame cost from Herald's own.
 
 BENCHMARK-ONLY WORKAROUND (HERALD_BENCH_LAYER_SOCKET_TIMEOUT, default 15 s; "off" runs Herald as is):
 redis-py 8 gives every connection a 5 s socket read timeout, and channels_redis.core blocks in
@@ -29,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def main() -> None:
-    port = int(sys.argv[1])
-    backlog = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -38,6 +41,13 @@ def main() -> None:
 
     django.setup()
     _layer_socket_timeout_workaround()
+    from django.core.management import call_command
+
+    if sys.argv[1] == "worker":  # `serve_bench.py worker`: manage.py herald_worker, same workaround
+        call_command("herald_worker")
+        return
+    port = int(sys.argv[1])
+    backlog = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
     import config.asgi  # noqa: F401  (load the whole application before listening)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -46,9 +56,32 @@ def main() -> None:
     sock.listen(backlog)
     sock.set_inheritable(True)
 
-    from django.core.management import call_command
-
+    if os.environ.get("HERALD_BENCH_SERVER", "daphne") == "uvicorn":
+        _serve_uvicorn(sock)
+        return
     call_command("serve", fd=sock.fileno())
+
+
+def _serve_uvicorn(sock: socket.socket) -> None:
+    import uvicorn
+
+    from config.herald import herald_settings
+
+    config = uvicorn.Config(
+        "config.asgi:application",
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        # The same limits `manage.py serve` gives Daphne.
+        ws_max_size=herald_settings.MAX_CLIENT_FRAME_BYTES,
+        ws_ping_interval=20,
+        ws_ping_timeout=30,
+    )
+    print("[serve_bench] uvicorn (diagnostic)", file=sys.stderr, flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _layer_socket_timeout_workaround() -> None:
