@@ -4,13 +4,14 @@
 #
 #   bench/profile_herald.sh [N] [SECONDS] [WORKLOAD]      # default: 1000 8 w1
 #   bench/profile_herald.sh 5000 10 w3                      # the connect path
+#   PEER=herald-uvicorn bench/profile_herald.sh             # a diagnostic variant (bench/peer/*)
 #
 # Uses the working copy of the harness prepared by run_side_by_side.sh (same env variables) and its
 # .venv's py-spy. Bounded: the run is the harness's own (timeouts inside), py-spy records SECONDS.
 # Output: $BENCH_WORK/results/profiles/herald-<workload>-<N>-<time>.folded (flamegraph input) and .md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-N="${1:-1000}"; SECS="${2:-8}"; WL="${3:-w1}"
+N="${1:-1000}"; SECS="${2:-8}"; WL="${3:-w1}"; PEER="${PEER:-herald}"
 export BENCH_WORK="${BENCH_WORK:-/tmp/herald-bench-work}"
 export BENCH_REDIS_PORT="${BENCH_REDIS_PORT:-6390}"
 export HERALD_ROOT="$REPO" HERALD_PYTHON="${HERALD_PYTHON:-$REPO/.venv/bin/python}"
@@ -18,13 +19,13 @@ export HERALD_BENCH_DATABASE_URL="${HERALD_BENCH_DATABASE_URL:-postgres://herald
 export BENCH_REDIS="redis://127.0.0.1:$BENCH_REDIS_PORT/0"
 say() { echo "[profile] $*" >&2; }
 
-PREPARE_ONLY=1 "$REPO/bench/run_side_by_side.sh"
+PEERS="$PEER" PREPARE_ONLY=1 "$REPO/bench/run_side_by_side.sh"
 cd "$BENCH_WORK"
 [ -x .venv/bin/py-spy ] || .venv/bin/pip install -q py-spy
 mkdir -p results/profiles results/raw
 stamp="$(date -u +%Y%m%dT%H%M%S)"
-OUTF="results/profiles/herald-$WL-$N-$stamp.folded"
-LOG="results/raw/profile-herald-$stamp.log"
+OUTF="results/profiles/$PEER-$WL-$N-$stamp.folded"
+LOG="results/raw/profile-$PEER-$stamp.log"
 redis_was_up=0; redis-cli -p "$BENCH_REDIS_PORT" ping >/dev/null 2>&1 && redis_was_up=1
 
 case "$WL" in
@@ -32,8 +33,8 @@ case "$WL" in
   w3) extra=() ;;
   *) echo "workload must be w1 or w3" >&2; exit 64 ;;
 esac
-say "running herald $WL $N (log $LOG)"
-OUT=/dev/null ./run.sh herald "$WL" "$N" "${extra[@]}" >/dev/null 2>"$LOG" &
+say "running $PEER $WL $N (log $LOG)"
+OUT=/dev/null ./run.sh "$PEER" "$WL" "$N" "${extra[@]}" >/dev/null 2>"$LOG" &
 RUN=$!
 SPID=""
 for _ in $(seq 1 600); do   # <= 60 s for the generator to start (it carries --pids server=PID)
