@@ -1,0 +1,9 @@
+"""`manage.py herald_loadtest`: a load test to point at a running Herald deployment. It only talks HTTP
+and WebSocket to the target (no database, no Redis), so it runs anywhere Herald's code is installed.
+
+- `options`: what the command line describes, checked once;
+- `rest`: the REST calls (stdlib `http.client`, one keep-alive connection per thread);
+- `stats`: latency percentiles, per-client seen sets, the final report;
+- `runner`: the asyncio run: mint tokens, connect clients, publish at a rate or as fast as a window
+  allows, drain, close.
+"""
