@@ -11,6 +11,8 @@ DEFAULTS: dict[str, Any] = {
     # "inprocess": every ASGI process runs the fan-out loop itself (embedded default).
     # "worker": `manage.py herald_worker` processes run it; web processes only store and wake.
     "FANOUT_MODE": "inprocess",
+    # The ASGI server `manage.py serve` runs: "uvicorn" (measured faster) or "daphne".
+    "SERVER": "uvicorn",
     # Inbox rows written per transaction while fanning out one event; 1,000 rows keep a
     # transaction under ~50 ms on PostgreSQL, so a huge broadcast never holds locks for long.
     "FANOUT_BATCH_SIZE": 1000,

@@ -289,6 +289,7 @@ SPECTACULAR_SETTINGS = {
 # --- Herald's own settings (defaults and validation: config/herald.py) ----------------------------
 HERALD = {
     "FANOUT_MODE": env_choice("HERALD_FANOUT_MODE", "inprocess", ("inprocess", "worker")),
+    "SERVER": env_choice("HERALD_SERVER", "uvicorn", ("uvicorn", "daphne")),
     "FANOUT_BATCH_SIZE": env_int("HERALD_FANOUT_BATCH_SIZE", 1000, minimum=1),
     "FANOUT_SWEEP_SECONDS": env_float("HERALD_FANOUT_SWEEP_SECONDS", 1.0, minimum=0.05),
     "HEARTBEAT_SECONDS": env_float("HERALD_HEARTBEAT_SECONDS", 25.0, minimum=0.1),

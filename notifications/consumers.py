@@ -33,7 +33,7 @@ from notifications import delivery, metrics, presence, protocol, selectors, serv
 from notifications.exceptions import ProtocolError
 from notifications.hub import Hub, get_hub
 from notifications.protocol import ClientFrame, ClientFrameType, CloseCode, ErrorCode
-from notifications.transport import Outgoing, daphne_socket
+from notifications.transport import Outgoing, direct_socket
 
 logger = logging.getLogger("herald.ws")
 
@@ -88,8 +88,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.bucket = 0.0
         self.bucket_at = 0.0
         self.refused_frames = 0
-        # Daphne: live frames go straight to the socket's transport; elsewhere through a queue.
-        self.direct = daphne_socket(self.scope.get("herald_server_send"))
+        # uvicorn, Daphne: live frames go straight to the socket's transport; elsewhere through a queue.
+        self.direct = direct_socket(self.scope.get("herald_server_send"))
         if self.direct is not None:
             self.direct.limit_kernel_buffer(herald_settings.SOCKET_SEND_BUFFER_BYTES)
         self.outbox: deque[str] = deque()

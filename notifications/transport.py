@@ -1,13 +1,16 @@
-"""Writing live frames to a socket: the fast path on Daphne, and a bounded queue elsewhere.
+"""Writing live frames to a socket: the fast path on uvicorn and Daphne, a bounded queue elsewhere.
 
-On Daphne the hub bypasses the ASGI send of every connection: the frame is framed ONCE per publish
-(`Outgoing.wire`) and the same bytes are written to each socket's TCP transport, which never
-blocks. That is also where a slow consumer shows: the bytes it has not read pile up in its
-transport buffer, so `backlog()` can tell the hub to close it before it eats the node's memory.
+On the two servers Herald runs on (uvicorn with its `websockets-sansio` WebSocket protocol, and
+Daphne) the hub bypasses the ASGI send of every connection: the frame is framed ONCE per publish
+(`Outgoing.wire`) and the same bytes are written to each socket's transport, which never blocks.
+That is also where a slow consumer shows: the bytes it has not read pile up in its transport
+buffer, so `backlog()` can tell the hub to close it before it eats the node's memory. Both
+servers write whole frames per call, so frames Herald writes this way never interleave with the
+server's own (pings, close).
 
-On any other ASGI server (uvicorn, Channels' test communicator) frames go through the ASGI send,
-from a per-connection writer task fed by a bounded queue, so a client that stops reading blocks
-only its own writer and is closed when its queue is full."""
+On any other ASGI server (Channels' test communicator, say) frames go through the ASGI send, from
+a per-connection writer task fed by a bounded queue, so a client that stops reading blocks only
+its own writer and is closed when its queue is full."""
 
 from __future__ import annotations
 
@@ -73,11 +76,47 @@ class DaphneSocket:
             transport.abortConnection()
 
 
-def daphne_socket(send: Any) -> DaphneSocket | None:
-    """The Daphne socket behind an ASGI `send` callable, or None on any other server.
-    Daphne passes each connection `functools.partial(server.handle_reply, protocol)`."""
+class UvicornSocket:
+    """Direct access to the asyncio transport of a uvicorn `websockets-sansio` WebSocket."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def write(self, frame: Outgoing) -> bool:
+        protocol = self.protocol
+        transport = protocol.transport
+        if protocol.close_sent or transport.is_closing():
+            return False
+        transport.write(frame.wire)  # asyncio sends at once when the socket can take it
+        return True
+
+    def backlog(self) -> int:
+        return int(self.protocol.transport.get_write_buffer_size())
+
+    def limit_kernel_buffer(self, size: int) -> None:
+        sock = self.protocol.transport.get_extra_info("socket")
+        if size and sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+    def abort(self) -> None:
+        self.protocol.transport.abort()
+
+
+DirectSocket = DaphneSocket | UvicornSocket
+
+
+def direct_socket(send: Any) -> DirectSocket | None:
+    """The socket behind an ASGI `send` callable if Herald knows its server, else None.
+    Daphne passes each connection `functools.partial(server.handle_reply, protocol)`; uvicorn's
+    `websockets-sansio` protocol passes its bound `send` method."""
     if isinstance(send, functools.partial) and getattr(send.func, "__name__", "") == "handle_reply" and send.args:
         protocol = send.args[0]
         if hasattr(protocol, "sendData") and hasattr(protocol, "STATE_OPEN"):
             return DaphneSocket(protocol)
+    owner = getattr(send, "__self__", None)
+    if type(owner).__name__ == "WebSocketsSansIOProtocol" and hasattr(owner, "transport"):
+        return UvicornSocket(owner)
     return None
