@@ -27,6 +27,11 @@ SETTLE_SECONDS = 20.0  # how long a phase may take to deliver what was published
 
 
 @dataclass
+class Measured:
+    result: Phase | None = None
+
+
+@dataclass
 class Bystander:
     proc: subprocess.Popen[str]
     phases: list[Phase] = field(default_factory=list)
@@ -98,13 +103,15 @@ class Bystander:
         return phase
 
     @contextlib.contextmanager
-    def phase(self, name: str, *, minimum_seconds: float = 1.0) -> Iterator[None]:
+    def phase(self, name: str, *, minimum_seconds: float = 1.0) -> Iterator[Measured]:
         """Measure the bystander while the body runs (at least `minimum_seconds`, so that a fast
-        flood still has a few samples), then assert it lost nothing and kept its connection."""
+        flood still has a few samples), then assert it lost nothing and kept its connection. The
+        figures are in the yielded object's `result` afterwards."""
+        measured = Measured()
         started = time.time()
-        yield
+        yield measured
         time.sleep(max(0.0, started + minimum_seconds - time.time()))
-        phase = self.measure(name, started, time.time())
+        phase = measured.result = self.measure(name, started, time.time())
         assert phase.published > 0, "the bystander published nothing during the phase"
         assert (phase.lost, phase.failed_publishes, phase.disconnects) == (0, 0, 0), phase.line()
 
