@@ -11,7 +11,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from accounts.credentials import principal_from_bearer
-from accounts.exceptions import Unauthorized
+from accounts.exceptions import TokenExpired, Unauthorized
 from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
 from accounts.ratelimit import auth_failure_record, auth_failures_check
 
@@ -33,6 +33,8 @@ class BearerAuthentication(BaseAuthentication):
             if scheme.lower() != "bearer" or not credential:
                 raise Unauthorized("Use `Authorization: Bearer <API key or connection token>`.")
             principal = principal_from_bearer(credential)
+        except TokenExpired:
+            raise  # an honest client whose token ran out, not a guess
         except Unauthorized:
             auth_failure_record(ip=ip)
             raise

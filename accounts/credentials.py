@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from accounts import services
 from accounts.exceptions import TenantInactive, Unauthorized
@@ -14,6 +15,8 @@ from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
 from accounts.tokens import token_verify
 
 API_KEY_PREFIX = "hk_"
+# Prefixes are 10 lowercase hex characters (accounts.services._generate_api_key).
+_PREFIX = re.compile(r"^[0-9a-f]{1,16}\Z")
 _INVALID_KEY = "The API key is not valid."
 
 
@@ -35,6 +38,8 @@ def _api_key_principal(credential: str) -> ApiKeyPrincipal:
     if len(parts) != 3 or not parts[1] or not parts[2] or len(credential) > 200:
         raise Unauthorized(_INVALID_KEY)
     prefix, secret = parts[1], parts[2]
+    if not _PREFIX.match(prefix):
+        raise Unauthorized(_INVALID_KEY)
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
     # compare_digest even when the prefix is unknown, so timing does not reveal which prefixes exist.
     expected = api_key.secret_hash if api_key else "0" * 64

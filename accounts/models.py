@@ -44,8 +44,9 @@ class Tenant(models.Model):
     )
     max_subscriptions_per_connection = models.PositiveIntegerField(
         default=100,
-        validators=[MinValueValidator(1), MaxValueValidator(1000)],
-        help_text="Topics one WebSocket connection may listen to live.",
+        # 100 is also the most one frame may name (HERALD MAX_SUBSCRIPTIONS_PER_CONNECTION).
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Topics one WebSocket connection may listen to live (at most 100).",
     )
     allowed_origins = models.TextField(
         blank=True,

@@ -31,3 +31,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+class ClientMistakeFilter(logging.Filter):
+    """uvicorn logs some client mistakes (an invalid UTF-8 text frame) as errors with a traceback.
+    They are the client's fault and answered with close 1007: log them as plain warnings."""
+
+    CLIENT_MISTAKES = ("Invalid UTF-8 sequence received from client",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(self.CLIENT_MISTAKES):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True

@@ -158,6 +158,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             if frame.type is not ClientFrameType.AUTH:
                 await self.close_for(CloseCode.BAD_REQUEST, "the first frame must be auth")
                 return
+            # The client was on time; checking its credentials may take a while under load.
+            self.auth_timer.cancel()
             await self._authenticate(frame)
             return
         try:

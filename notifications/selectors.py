@@ -15,11 +15,12 @@ from accounts.models import EndUser, Tenant
 from accounts.principals import EndUserPrincipal
 from config.herald import herald_settings
 from notifications import protocol
-from notifications.models import Event, Notification, Stream, Subscription, Topic
+from notifications.models import TOPIC_KEY_PATTERN, Event, Notification, Stream, Subscription, Topic
 
 
 def topic_get(*, tenant: Tenant, key: str) -> Topic:
-    topic = Topic.objects.filter(tenant=tenant, key=key).first()
+    # A string that cannot be a key (a NUL, say, which PostgreSQL would refuse) is simply not found.
+    topic = Topic.objects.filter(tenant=tenant, key=key).first() if TOPIC_KEY_PATTERN.match(key) else None
     if topic is None:
         raise NotFound(f"No topic {key!r}.")
     return topic

@@ -14,10 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.exceptions import ValidationFailed
+from accounts.models import EXTERNAL_ID_PATTERN
 from accounts.permissions import ApiKeyScope, IsEndUser
 from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
 from notifications import selectors, services
 from notifications.api import serializers as s
+from notifications.models import TOPIC_KEY_PATTERN
 
 ERRORS = {code: s.ErrorSerializer for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -114,6 +116,20 @@ class EventDetailView(APIView):
         return Response(s.EventOutSerializer(event).data)
 
 
+def _page_cursor(request: Request, pattern: re.Pattern[str]) -> str | None:
+    """The `cursor` query parameter: a key or id from a previous page, or None."""
+    value = request.query_params.get("cursor")
+    if value is not None and not pattern.match(value):
+        raise ValidationFailed(fields={"cursor": ["Not a cursor from a previous page."]})
+    return value or None
+
+
+def _user_id(value: str) -> str:
+    if not EXTERNAL_ID_PATTERN.match(value):
+        raise ValidationFailed(fields={"user_id": ["Not a valid user id."]})
+    return value
+
+
 def _page_limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 200:
@@ -134,7 +150,7 @@ class TopicListView(APIView):
     def get(self, request: Request) -> Response:
         limit = _page_limit(request)
         topics = selectors.topic_list(tenant=_api_key(request).tenant)
-        after = request.query_params.get("cursor")
+        after = _page_cursor(request, TOPIC_KEY_PATTERN)
         if after:
             topics = topics.filter(key__gt=after)
         page = list(topics[: limit + 1])
@@ -195,7 +211,7 @@ class TopicSubscribersView(APIView):
     def get(self, request: Request, key: str) -> Response:
         limit = _page_limit(request)
         rows = selectors.topic_subscriber_ids(tenant=_api_key(request).tenant, key=key).order_by("user__external_id")
-        after = request.query_params.get("cursor")
+        after = _page_cursor(request, EXTERNAL_ID_PATTERN)
         if after:
             rows = rows.filter(user__external_id__gt=after)
         user_ids = list(rows.values_list("user__external_id", flat=True)[: limit + 1])
@@ -213,7 +229,7 @@ class UserSubscriptionsView(APIView):
         summary="A user's topic subscriptions",
     )
     def get(self, request: Request, user_id: str) -> Response:
-        keys = selectors.subscription_keys(tenant=_api_key(request).tenant, user_id=user_id)
+        keys = selectors.subscription_keys(tenant=_api_key(request).tenant, user_id=_user_id(user_id))
         return Response({"user_id": user_id, "topics": keys})
 
     @extend_schema(
@@ -226,7 +242,7 @@ class UserSubscriptionsView(APIView):
         serializer = s.SubscribeInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         keys = services.subscriptions_add(
-            tenant=_api_key(request).tenant, user_id=user_id, topic_keys=serializer.validated_data["topics"]
+            tenant=_api_key(request).tenant, user_id=_user_id(user_id), topic_keys=serializer.validated_data["topics"]
         )
         return Response({"user_id": user_id, "topics": keys})
 
@@ -239,7 +255,7 @@ class UserSubscriptionDetailView(APIView):
         operation_id="subscriptions_remove", responses={204: None, **ERRORS}, summary="Unsubscribe a user from a topic"
     )
     def delete(self, request: Request, user_id: str, key: str) -> Response:
-        services.subscription_remove(tenant=_api_key(request).tenant, user_id=user_id, topic_key=key)
+        services.subscription_remove(tenant=_api_key(request).tenant, user_id=_user_id(user_id), topic_key=key)
         return Response(status=204)
 
 

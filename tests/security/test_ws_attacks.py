@@ -451,16 +451,7 @@ async def test_a_tenants_origin_list_keeps_other_sites_from_using_its_tokens(wor
 
 # --- The auth timeout under load ------------------------------------------------------------------
 
-AUTH_TIMER_REASON = (
-    "notifications/consumers.py starts the auth timer at accept() and only cancels it once the "
-    "credential check (database, in Channels' single thread-sensitive worker) has finished; a "
-    "client that sent `auth` at once is closed 4002 'no auth frame in time' whenever the check "
-    "takes longer than HERALD_AUTH_TIMEOUT_SECONDS, e.g. while a handshake flood queues the "
-    "checks of every tenant (docs/protocol.md: the timeout is for SENDING auth)"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=AUTH_TIMER_REASON)
 async def test_a_prompt_auth_is_not_closed_4002_while_the_server_checks_it(world: World, settings, monkeypatch):
     settings.HERALD = {**settings.HERALD, "AUTH_TIMEOUT_SECONDS": 0.3}
     from accounts import credentials
@@ -486,15 +477,6 @@ async def test_a_prompt_auth_is_not_closed_4002_while_the_server_checks_it(world
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "docs/protocol.md's close-code table says 4003 means 'the tenant is deactivated' (and tells "
-        "clients to stop until it is reactivated), but the server also closes 4003 when the signing "
-        "key or the user's tokens are revoked (test_revocation.py) and when a token is used from a "
-        "site the tenant's origin list excludes (test_a_tenants_origin_list_...)"
-    ),
-)
 def test_the_close_code_table_explains_every_4003_the_server_sends() -> None:
     row = next(line for line in PROTOCOL_MD.read_text().splitlines() if line.startswith("| 4003 |"))
     assert "revoked" in row and ("origin" in row or "site" in row), row
