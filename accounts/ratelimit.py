@@ -18,6 +18,8 @@ logger = logging.getLogger("herald.ratelimit")
 
 def _count(cache_key: str, cost: int, period: int) -> int:
     # The window's counter lives a little longer than the window so the last increment lands.
+    if hasattr(cache, "incr_with_expiry"):  # Redis: one round trip (config/cache.py)
+        return int(cache.incr_with_expiry(cache_key, cost, period + 5))
     if cache.add(cache_key, cost, timeout=period + 5):
         return cost
     try:

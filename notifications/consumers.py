@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
@@ -44,6 +44,14 @@ SEEN_IDS_KEPT = 512
 # After closing a slow client (4010), how long it has to read up to the close frame before its
 # TCP connection is dropped and its buffered frames discarded.
 SLOW_CLIENT_ABORT_SECONDS = 2.0
+
+
+def in_thread(func: Any) -> Any:
+    """Run database work in the thread pool. Channels' default (one shared thread per process)
+    would queue every connecting client's checks behind each other; Django's connection pool
+    gives each thread its own connection."""
+    return DatabaseSyncToAsync(func, thread_sensitive=False)
+
 
 _AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
     TokenExpired: CloseCode.TOKEN_EXPIRED,
@@ -207,10 +215,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def _authenticate(self, frame: ClientFrame) -> None:
         try:
-            principal = await database_sync_to_async(self._principal_for)(frame.token)
-            topic_ids, refused = await database_sync_to_async(selectors.topics_partition)(
-                principal=principal, keys=frame.topics
-            )
+            principal, (topic_ids, refused) = await in_thread(self._check_auth)(frame)
         except HeraldError as error:
             code = next((c for kind, c in _AUTH_CLOSE_CODES.items() if isinstance(error, kind)), CloseCode.FORBIDDEN)
             await self.close_for(code, error.message)
@@ -249,7 +254,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         ]
         await self._join_topics(topic_ids)
         try:
-            start = await database_sync_to_async(selectors.socket_start)(
+            start = await in_thread(selectors.socket_start)(
                 user=principal.end_user, since=frame.since, topic_ids=list(topic_ids.values())
             )
         except DatabaseError:
@@ -281,6 +286,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             )
         )
         await self._end_replay()
+
+    def _check_auth(self, frame: ClientFrame) -> tuple[EndUserPrincipal, tuple[dict[str, int], list[str]]]:
+        principal = self._principal_for(frame.token)
+        return principal, selectors.topics_partition(principal=principal, keys=frame.topics)
 
     def _principal_for(self, token: str | None) -> EndUserPrincipal:
         ip = (self.scope.get("client") or ["unknown"])[0]
@@ -350,7 +359,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                     self.groups_joined.remove(group)
             await self._ack(frame, topics=sorted(self.live_topics))
         else:
-            change = await database_sync_to_async(_INBOX_ACTIONS[kind])(user=user, ids=frame.ids)
+            change = await in_thread(_INBOX_ACTIONS[kind])(user=user, ids=frame.ids)
             await self._ack(frame, updated=change.updated, not_found=change.not_found, unread=change.unread)
 
     async def _subscribe(self, frame: ClientFrame) -> None:
@@ -361,9 +370,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         new_keys = tuple(key for key in frame.topics if key not in self.live_topics)
         if len(self.live_topics) + len(new_keys) > limit:
             raise ValidationFailed(f"At most {limit} topics per connection.", fields={"topics": ["Too many topics."]})
-        topic_ids = await database_sync_to_async(selectors.topics_for_listening)(
-            principal=self.principal, keys=new_keys
-        )
+        topic_ids = await in_thread(selectors.topics_for_listening)(principal=self.principal, keys=new_keys)
         if frame.since is None:
             await self._join_topics(topic_ids)
             await self._ack(frame, topics=sorted(self.live_topics))
@@ -371,7 +378,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.replaying = True
         try:
             await self._join_topics(topic_ids)
-            backlog = await database_sync_to_async(selectors.backlog_since)(
+            backlog = await in_thread(selectors.backlog_since)(
                 user=self.principal.end_user, since=frame.since, topic_ids=list(topic_ids.values()), inbox=False
             )
             result: dict[str, Any] = {

@@ -231,16 +231,18 @@ class Hub:
         meanwhile, so re-join every group and ask every local client to reconnect and resume from its
         cursor: the database gives them exactly what they missed."""
         self.layer_healthy = True
+        # Close the clients FIRST: once the groups are joined again, a newer frame could reach a
+        # client before the close, and its cursor would then skip what the outage swallowed.
+        everyone = [c for group_set in self.by_user.values() for c in group_set]
+        logger.warning("channel layer back; asking clients to resume", extra={"connections": len(everyone)})
+        for connection in everyone:
+            await connection.close_for(protocol.CloseCode.TRY_AGAIN_LATER, "live delivery was interrupted; resume")
         for group in list(self._joined):
             self._joined.pop(group, None)
         for group, connections in list(self.members.items()):
             if connections:
                 with contextlib.suppress(Exception):
                     await self._ensure_joined(group)
-        everyone = [c for group_set in self.by_user.values() for c in group_set]
-        logger.warning("channel layer back; asking clients to resume", extra={"connections": len(everyone)})
-        for connection in everyone:
-            await connection.close_for(protocol.CloseCode.TRY_AGAIN_LATER, "live delivery was interrupted; resume")
 
     async def _refresh_loop(self) -> None:
         while True:
