@@ -44,12 +44,12 @@ async def test_staff_watch_their_own_tenant_and_figures_arrive(
     )
     await user_socket.receive_type("notification")
     seen_delivery = False
-    for _ in range(5):  # one stats frame per second
+    for _ in range(8):  # one stats frame per second
         stats = await ops.receive_json_from(timeout=3)
         assert stats["type"] == "stats" and stats["tenant"] == "acme"
-        assert stats["connections"] == 1
+        assert stats["connections"] <= 1
         if stats["deliveries_per_s"] > 0:
-            assert stats["latency_ms"]["p99"] is not None
+            assert stats["connections"] == 1 and stats["latency_ms"]["p99"] is not None
             seen_delivery = True
             break
     assert seen_delivery
