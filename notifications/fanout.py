@@ -86,8 +86,9 @@ def process_pending() -> int:
 
 
 def _process_jobs(jobs: list[FanoutJob]) -> int:
-    """Fan out one tenant's jobs in order. Consecutive live-only events (nobody to write an inbox
-    row for) are finished together in one transaction; the others one by one."""
+    """Fan out one tenant's jobs in order. Consecutive small events (addressed to their direct
+    recipients and live topic listeners only: no subscribers, no broadcast) are finished
+    together in one transaction; the others, whose audience may need many batches, one by one."""
     topics = _topics_of([job.event_id for job in jobs])
     subscribed = set(
         Subscription.objects.filter(topic_id__in={topic_id for pairs in topics.values() for topic_id, _ in pairs})
@@ -95,12 +96,11 @@ def _process_jobs(jobs: list[FanoutJob]) -> int:
         .distinct()
     )
 
-    def live_only(job: FanoutJob) -> bool:
+    def small(job: FanoutJob) -> bool:
         event = job.event
         return (
             job.phase == "direct"
             and event.seq is None
-            and not event.recipients
             and not event.broadcast
             and not any(topic_id in subscribed for topic_id, _ in topics[event.pk])
         )
@@ -108,12 +108,15 @@ def _process_jobs(jobs: list[FanoutJob]) -> int:
     completed, index = 0, 0
     while index < len(jobs):
         run: list[FanoutJob] = []
-        while index < len(jobs) and live_only(jobs[index]):
+        recipients = 0
+        # A run writes at most one batch's worth of inbox rows in its transaction.
+        while index < len(jobs) and small(jobs[index]) and recipients < herald_settings.FANOUT_BATCH_SIZE:
             run.append(jobs[index])
+            recipients += len(jobs[index].event.recipients)
             index += 1
         try:
             if run:
-                _fanout_live_only(run, topics)
+                _fanout_small(run, topics)
                 completed += len(run)
                 continue
             job = jobs[index]
@@ -143,32 +146,55 @@ def _topics_of(event_ids: list[int]) -> dict[int, list[tuple[int, str]]]:
     return topics
 
 
-def _fanout_live_only(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]]) -> None:
-    """Events that reach only live topic listeners: positions assigned, delivered and their jobs
-    removed in ONE transaction, then their frames sent in order. Under a steady stream of topic
-    publishes this is what keeps fan-out from costing a dozen statements per event."""
+def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]]) -> None:
+    """Events whose whole audience is their direct recipients (at most 1,000 each) and live topic
+    listeners: positions, inbox rows, completion and job removal in ONE transaction, then their
+    frames, in order. Under a steady stream of publishes this is what keeps fan-out from costing a
+    dozen statements per event."""
     tenant_id = jobs[0].tenant_id
+    tenant = jobs[0].event.tenant
     now = timezone.now()
     events = [job.event for job in jobs]
     with transaction.atomic():
+        user_pks = end_users_ensure(tenant=tenant, external_ids=[user for event in events for user in event.recipients])
         stream, _ = Stream.objects.select_for_update().get_or_create(tenant_id=tenant_id)
+        rows = []
         for event in events:
             stream.last_seq += 1
             event.seq = stream.last_seq
             event.status = Event.Status.DELIVERED
             event.delivered_at = now
-            event.recipient_count = 0
-        Event.objects.bulk_update(events, ["seq", "status", "delivered_at", "recipient_count"])
+            event.recipient_count = len(set(event.recipients))
+            rows += [
+                Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=event.seq)
+                for user in dict.fromkeys(event.recipients)
+            ]
+        Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
+        # One plain UPDATE per event: cheaper to build than bulk_update's CASE expressions for
+        # the few events a run usually holds.
+        for event in events:
+            Event.objects.filter(pk=event.pk).update(
+                seq=event.seq, status=event.status, delivered_at=now, recipient_count=event.recipient_count
+            )
         stream.delivered_seq = stream.last_seq
         stream.save(update_fields=["last_seq", "delivered_seq"])
         FanoutJob.objects.filter(pk__in=[job.pk for job in jobs]).delete()
     for event in events:
         pairs = topics[event.pk]
         keys = [key for _, key in pairs]
-        text = _frame(event, keys, inbox=False)
         meta = {"at": event.created_at.timestamp(), "topics": keys}
-        for topic_id, _ in pairs:
-            delivery.push_to_topic(tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.pk, meta=meta)
+        if event.recipients:
+            delivery.push_to_users(
+                tenant_id=tenant_id,
+                user_pks=[user_pks[user] for user in dict.fromkeys(event.recipients)],
+                text=_frame(event, keys, inbox=True),
+                event_id=event.pk,
+                meta=meta,
+            )
+        if pairs:
+            text = _frame(event, keys, inbox=False)
+            for topic_id, _ in pairs:
+                delivery.push_to_topic(tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.pk, meta=meta)
 
 
 def fanout_event(job: FanoutJob) -> None:
