@@ -135,8 +135,9 @@ def test_small_events_are_finished_together_and_order_is_kept(api, tenant, make_
 
 def test_direct_events_in_one_run_write_every_row_once(api, tenant, run_fanout):
     for index in range(30):
-        api.post("/api/v1/events", {"kind": "k", "recipients": [f"u{index % 7}", "everyone", "everyone"]},
-                 format="json")
+        api.post(
+            "/api/v1/events", {"kind": "k", "recipients": [f"u{index % 7}", "everyone", "everyone"]}, format="json"
+        )
     with CaptureQueriesContext(connection) as queries:
         assert run_fanout() == 30
     assert Notification.objects.count() == 60
