@@ -11,10 +11,10 @@ import time
 from collections import deque
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 
 from accounts import credentials
 from accounts.exceptions import (
@@ -49,8 +49,19 @@ SLOW_CLIENT_ABORT_SECONDS = 2.0
 def in_thread(func: Any) -> Any:
     """Run database work in the thread pool. Channels' default (one shared thread per process)
     would queue every connecting client's checks behind each other; Django's connection pool
-    gives each thread its own connection."""
-    return DatabaseSyncToAsync(func, thread_sensitive=False)
+    gives each thread its own connection, handed back to the pool when the call ends.
+
+    The hand-back is done here rather than by channels' DatabaseSyncToAsync, whose hook channels'
+    test communicator switches off: every call would then keep a pooled connection for good."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 _AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
