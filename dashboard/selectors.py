@@ -139,12 +139,12 @@ def recent_events(*, tenant: Tenant, limit: int = RECENT_EVENTS_LIMIT) -> list[d
     events = (
         Event.objects.filter(tenant=tenant)
         .order_by("-id")
-        .only("id", "kind", "status", "recipient_count", "created_at", "delivered_at", "recipients", "broadcast")
+        .only("number", "kind", "status", "recipient_count", "created_at", "delivered_at", "recipients", "broadcast")
         .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "key").order_by("key")))[:limit]
     )
     return [
         {
-            "id": event.pk,
+            "id": event.number,
             "kind": event.kind,
             "status": event.status,
             "recipient_count": event.recipient_count,

@@ -69,7 +69,7 @@ class SubscriptionAdmin(TenantScopedAdmin):
 class EventAdmin(TenantScopedAdmin):
     writes = READ_ONLY
     list_display = (
-        "id",
+        "number",
         "kind",
         "title",
         "tenant",
@@ -82,10 +82,11 @@ class EventAdmin(TenantScopedAdmin):
     )
     list_filter = ("status", "broadcast", "tenant")
     list_select_related = ("tenant",)
-    # `id__exact` compares the id as text, so a search for a word does not fail on the id column.
-    search_fields = ("id__exact", "kind", "title")
+    # `number__exact` compares the id as text, so a search for a word does not fail on the id column.
+    search_fields = ("number__exact", "kind", "title")
     fields = (
         "tenant",
+        "number",
         "kind",
         "title",
         "body",
@@ -127,7 +128,7 @@ class NotificationAdmin(TenantScopedAdmin):
     list_display = ("id", "recipient", "event", "tenant", "seq", "created_at", "read_at", "archived_at")
     list_filter = (ReadStateFilter, "tenant")
     list_select_related = ("tenant", "user", "event")
-    search_fields = ("user__external_id", "event__id__exact")
+    search_fields = ("user__external_id", "event__number__exact")
     fields = ("tenant", "user", "event", "seq", "created_at", "read_at", "archived_at")
 
     @admin.display(description="Recipient", ordering="user__external_id")

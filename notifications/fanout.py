@@ -188,13 +188,15 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
                 tenant_id=tenant_id,
                 user_pks=[user_pks[user] for user in dict.fromkeys(event.recipients)],
                 text=_frame(event, keys, inbox=True),
-                event_id=event.pk,
+                event_id=event.number,
                 meta=meta,
             )
         if pairs:
             text = _frame(event, keys, inbox=False)
             for topic_id, _ in pairs:
-                delivery.push_to_topic(tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.pk, meta=meta)
+                delivery.push_to_topic(
+                    tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.number, meta=meta
+                )
 
 
 def fanout_event(job: FanoutJob) -> None:
@@ -214,7 +216,9 @@ def fanout_event(job: FanoutJob) -> None:
                 user_pks = list(end_users_ensure(tenant=event.tenant, external_ids=event.recipients).values())
                 _insert_rows(event, user_pks)
             _save_progress(job, "audience", 0)
-        delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk, meta=meta)
+        delivery.push_to_users(
+            tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.number, meta=meta
+        )
     if job.phase == "audience":  # "audience": topic subscribers, or everyone for a broadcast
         topic_ids = [topic_id for topic_id, _ in topics]
         if event.broadcast or topic_ids:
@@ -223,14 +227,14 @@ def fanout_event(job: FanoutJob) -> None:
                     _insert_rows(event, user_pks)
                     _save_progress(job, "audience", user_pks[-1])
                 delivery.push_to_users(
-                    tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.pk, meta=meta
+                    tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.number, meta=meta
                 )
     _complete(event, job)
     if topics:
         live_frame = _frame(event, topic_keys, inbox=False)
         for topic_id, _ in topics:
             delivery.push_to_topic(
-                tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.pk, meta=meta
+                tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.number, meta=meta
             )
 
 
@@ -249,7 +253,7 @@ def _frame(event: Event, topic_keys: list[str], *, inbox: bool) -> str:
     assert event.seq is not None
     return protocol.encode(
         protocol.notification_frame(
-            event_id=event.pk,
+            event_id=event.number,
             seq=event.seq,
             kind=event.kind,
             topics=topic_keys,

@@ -66,6 +66,9 @@ class Event(models.Model):
         DELIVERED = "delivered", "Delivered"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
+    # The id publishers and end users see: 1, 2, 3... counted per tenant (see EventCounter), so it
+    # tells nothing about other tenants. The primary key is global and stays internal.
+    number = models.BigIntegerField(editable=False)
     kind = models.CharField(max_length=100)
     data = models.JSONField(default=dict, blank=True)
     title = models.CharField(max_length=200, blank=True)
@@ -85,10 +88,11 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="event_number_once_per_tenant")]
         indexes = [models.Index(fields=["tenant", "seq"], name="event_tenant_seq")]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.kind}"
+        return f"#{self.number} {self.kind}"
 
 
 class FanoutJob(models.Model):
@@ -156,6 +160,17 @@ class Stream(models.Model):
 
     def __str__(self) -> str:
         return f"stream of tenant {self.tenant_id} at {self.last_seq}"
+
+
+class EventCounter(models.Model):
+    """The last event number handed out in a tenant. Kept apart from Stream so that publishing
+    never waits for a fan-out transaction holding the stream row."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_number = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"event numbers of tenant {self.tenant_id} at {self.last_number}"
 
 
 class IdempotencyRecord(models.Model):

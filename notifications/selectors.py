@@ -44,7 +44,7 @@ def subscription_keys(*, tenant: Tenant, user_id: str) -> list[str]:
 
 
 def event_get(*, tenant: Tenant, event_id: int) -> Event:
-    event = Event.objects.filter(tenant=tenant, pk=event_id).prefetch_related("topics").first()
+    event = Event.objects.filter(tenant=tenant, number=event_id).prefetch_related("topics").first()
     if event is None:
         raise NotFound("No such event.")
     return event
@@ -147,7 +147,7 @@ def _topic_keys(event_ids: list[int]) -> dict[int, list[str]]:
 def inbox_item(row: Notification, topic_keys: dict[int, list[str]]) -> dict[str, Any]:
     event = row.event
     return {
-        "id": event.pk,
+        "id": event.number,
         "cursor": protocol.cursor_text(row.seq),
         "kind": event.kind,
         "topics": topic_keys.get(event.pk, []),
@@ -232,7 +232,7 @@ def _frame(
     event: Event, seq: int, keys: dict[int, list[str]], *, inbox: bool, read: bool = False, archived: bool = False
 ) -> dict[str, Any]:
     return protocol.notification_frame(
-        event_id=event.pk,
+        event_id=event.number,
         seq=seq,
         kind=event.kind,
         topics=keys.get(event.pk, []),

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -18,7 +18,7 @@ from accounts.models import ApiKey, EndUser, Tenant
 from accounts.ratelimit import consume
 from accounts.services import end_user_ensure
 from notifications import delivery, fanout, metrics, protocol, selectors
-from notifications.models import Event, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
+from notifications.models import Event, EventCounter, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,12 @@ def events_publish(
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
             return earlier
 
+    numbers = _reserve_event_numbers(tenant, len(items))
     events = Event.objects.bulk_create(
         [
             Event(
                 tenant=tenant,
+                number=number,
                 api_key=api_key,
                 kind=item.kind,
                 data=item.data,
@@ -94,7 +96,7 @@ def events_publish(
                 recipients=list(item.recipients),
                 broadcast=item.broadcast,
             )
-            for item in items
+            for item, number in zip(items, numbers, strict=True)
         ]
     )
     Event.topics.through.objects.bulk_create(
@@ -105,13 +107,29 @@ def events_publish(
         ]
     )
     FanoutJob.objects.bulk_create([FanoutJob(event=event, tenant=tenant) for event in events])
-    event_ids = [event.pk for event in events]
+    event_ids = [event.number for event in events]
     if idempotency_key:
         record.response_body = {"ids": event_ids}
         record.save(update_fields=["response_body"])
     transaction.on_commit(fanout.request_fanout)
     transaction.on_commit(lambda: metrics.events_published(tenant.pk, tenant.slug, len(event_ids)))
     return PublishResult(event_ids=event_ids)
+
+
+def _reserve_event_numbers(tenant: Tenant, count: int) -> range:
+    """The next `count` numbers of the tenant's own event numbering (the public event ids). The
+    counter row stays locked until the publish commits, so no number is handed out twice."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notifications_eventcounter SET last_number = last_number + %s WHERE tenant_id = %s "
+            "RETURNING last_number",
+            [count, tenant.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:  # the tenant's first publish
+        EventCounter.objects.get_or_create(tenant=tenant)
+        return _reserve_event_numbers(tenant, count)
+    return range(row[0] - count + 1, row[0] + 1)
 
 
 def _idempotent_replay(*, tenant: Tenant, key: str, request_hash: str) -> PublishResult | None:
@@ -248,8 +266,8 @@ def _inbox_change(
     not_found: list[int] = []
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
-        rows = rows.filter(event_id__in=wanted)
-        present = set(rows.values_list("event_id", flat=True))
+        rows = rows.filter(event__number__in=wanted)
+        present = set(rows.values_list("event__number", flat=True))
         not_found = [event_id for event_id in wanted if event_id not in present]
     updated = rows.filter(where).update(**changes())
     unread = selectors.unread_count(user=user)

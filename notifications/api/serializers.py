@@ -116,7 +116,7 @@ class BatchAcceptedSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class EventOutSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(source="number", help_text="The event id, counted per tenant.")
     kind = serializers.CharField()
     data = serializers.JSONField()  # type: ignore[assignment]
     title = serializers.CharField()

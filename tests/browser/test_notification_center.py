@@ -214,7 +214,7 @@ def test_page_survives_a_server_restart_and_shows_what_was_published_meanwhile(c
 
     # Published while no server runs: stored and fanned out by this process, into the same database.
     event_id = publish_directly(demo, title="While you were away", fan_out=True)
-    assert Event.objects.get(pk=event_id).status == Event.Status.DELIVERED
+    assert Event.objects.get(tenant=demo.tenant, number=event_id).status == Event.Status.DELIVERED
 
     center_server("after", port=server.port)  # a new process on the same port
     # Backoff with full jitter reaches at most 16 s by the time a server that was down for a few
@@ -296,7 +296,7 @@ def test_screenshots_of_the_notification_center(center_server, demo, context):
     for title, body, url, age in samples:
         event_id = publish(server, demo, title=title, body=body, url=url)
         fanout.wait_for_idle(timeout=10)
-        Event.objects.filter(pk=event_id).update(created_at=timezone.now() - age)
+        Event.objects.filter(tenant=demo.tenant, number=event_id).update(created_at=timezone.now() - age)
     page = context.new_page()
     sign_in(page, server, demo)
     open_panel(page)

@@ -56,7 +56,9 @@ async def next_frame(communicator: WebsocketCommunicator) -> dict[str, Any]:
 
 async def wait_until_delivered(event_id: int) -> None:
     async with asyncio.timeout(TIMEOUT):
-        while not await Event.objects.filter(pk=event_id, status=Event.Status.DELIVERED).aexists():
+        while not await Event.objects.filter(
+            tenant__slug="acme", number=event_id, status=Event.Status.DELIVERED
+        ).aexists():
             await asyncio.sleep(0.02)
 
 

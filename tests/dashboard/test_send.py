@@ -37,7 +37,7 @@ def test_send_publishes_to_the_members_own_id_in_their_tenant_and_redirects(
 def test_send_by_fetch_answers_json_with_the_event_id(staff_client):
     response = staff_client.post("/send/", {"title": "Hello"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 202
-    assert response.json() == {"id": Event.objects.get().pk}
+    assert response.json() == {"id": Event.objects.get().number}
 
 
 @pytest.mark.parametrize(

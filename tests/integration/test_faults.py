@@ -310,12 +310,12 @@ def test_fanout_worker_killed_mid_batch_leaves_exactly_one_row_each(herald_proce
         worker.kill()  # kill -9 mid-batch
         worker.wait(5)
         rows_at_kill = Notification.objects.count()
-        assert FanoutJob.objects.filter(event_id=body["id"]).exists()
+        assert FanoutJob.objects.filter(event__number=body["id"]).exists()
         assert rows_at_kill < users
         started = time.monotonic()
         worker = start_worker()
         wait_until(lambda: not FanoutJob.objects.exists(), 90, "fan-out finished after restart", 0.1)
-        assert Notification.objects.filter(event_id=body["id"]).count() == users
+        assert Notification.objects.filter(event__number=body["id"]).count() == users
         assert Notification.objects.values("user").distinct().count() == users
         record(
             "fault 6 worker killed mid-batch",

@@ -201,7 +201,7 @@ async def test_mark_read_acks_and_pushes_the_unread_count_to_every_tab(tenant, m
     assert ack["unread"] == 1
     ack = await tab1.request({"type": "archive", "id": "m4", "ids": [second]})
     assert ack["updated"] == 1 and ack["unread"] == 0
-    row = await sync_to_async(Notification.objects.get)(event_id=second)
+    row = await sync_to_async(Notification.objects.get)(event__number=second)
     assert row.archived_at is not None and row.read_at is None
     ack = await tab1.request({"type": "unarchive", "id": "m5", "ids": [second]})
     assert ack["unread"] == 1
@@ -243,7 +243,7 @@ async def test_replayed_notifications_carry_their_read_state(tenant, make_token)
     token = await sync_to_async(make_token)(tenant, "alice")
     event_id = await publish(tenant, recipients=["alice"])
     await sync_to_async(_wait_idle)()
-    await sync_to_async(Notification.objects.filter(event_id=event_id).update)(read_at=timezone.now())
+    await sync_to_async(Notification.objects.filter(event__number=event_id).update)(read_at=timezone.now())
     socket = await Socket().open()
     _, replayed, _ = await socket.auth(token, since="0")
     assert [(frame["id"], frame["read"]) for frame in replayed] == [(event_id, True)]

@@ -82,10 +82,10 @@ def test_archive_hides_from_default_list_and_unread_count(inbox, published):
 
 
 def test_ids_not_in_my_inbox_are_reported_not_found(inbox, published):
-    bobs = Notification.objects.get(user__external_id="bob").event_id
+    bobs = Notification.objects.get(user__external_id="bob").event.number
     response = inbox.post("/api/v1/inbox/read", {"ids": [bobs, 10**12, published[0]]}, format="json").json()
     assert response == {"updated": 1, "not_found": [bobs, 10**12], "unread": 4}
-    assert Notification.objects.get(event_id=bobs).read_at is None
+    assert Notification.objects.get(user__external_id="bob", event__number=bobs).read_at is None
 
 
 @pytest.mark.parametrize(

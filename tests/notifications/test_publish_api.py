@@ -18,13 +18,13 @@ def test_publish_to_a_recipient_answers_202_and_fans_out_to_their_inbox(api, ten
     )
     assert response.status_code == 202
     event_id = response.json()["id"]
-    assert FanoutJob.objects.filter(event_id=event_id).exists()
+    assert FanoutJob.objects.filter(tenant=tenant, event__number=event_id).exists()
     assert Notification.objects.count() == 0  # nothing per-recipient inside the request
 
     assert run_fanout() == 1
     row = Notification.objects.get()
-    assert row.event_id == event_id and row.user.external_id == "alice" and row.tenant == tenant
-    event = Event.objects.get(pk=event_id)
+    assert row.event.number == event_id and row.user.external_id == "alice" and row.tenant == tenant
+    event = Event.objects.get(tenant=tenant, number=event_id)
     assert event.status == Event.Status.DELIVERED and event.recipient_count == 1 and event.seq == 1
     assert not FanoutJob.objects.exists()
 
@@ -143,8 +143,11 @@ def test_idempotency_keys_are_per_tenant(api, other_tenant, make_key, client_for
     a = api.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="same")
     b = other.post("/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="same")
     assert a.status_code == b.status_code == 202
-    assert a.json()["id"] != b.json()["id"]
     assert "Idempotent-Replayed" not in b.headers
+    # Two events, one per tenant, each numbered in its own tenant.
+    assert a.json()["id"] == b.json()["id"] == 1
+    assert Event.objects.filter(tenant=other_tenant).count() == 1
+    assert Event.objects.exclude(tenant=other_tenant).count() == 1
 
 
 def test_batch_publishes_all_and_returns_per_item_ids(api, run_fanout):

@@ -28,16 +28,17 @@ def test_cleanup_deletes_past_retention_in_batches_and_moves_the_pruned_position
     other_id = other.post("/api/v1/events", {"kind": "k", "recipients": ["alice"]}, format="json").json()["id"]
     run_fanout()
     old = timezone.now() - timedelta(days=8)
-    Event.objects.filter(pk__in=[*ids[:3], other_id]).update(created_at=old)
+    Event.objects.filter(tenant=tenant, number__in=ids[:3]).update(created_at=old)
+    Event.objects.filter(tenant=other_tenant, number=other_id).update(created_at=old)
     out = StringIO()
     call_command("herald_cleanup", "--batch-size", "2", stdout=out)
     output = out.getvalue()
     assert "acme: 2 events, 4 inbox rows deleted so far" in output  # progress per batch
     assert "Deleted 3 events, 6 inbox rows" in output
-    assert sorted(Event.objects.filter(tenant=tenant).values_list("pk", flat=True)) == ids[3:]
+    assert sorted(Event.objects.filter(tenant=tenant).values_list("number", flat=True)) == ids[3:]
     assert Notification.objects.filter(tenant=tenant).count() == 4
     # The other tenant keeps 30 days by default: its 8-day-old event stays.
-    assert Event.objects.filter(pk=other_id).exists()
+    assert Event.objects.filter(tenant=other_tenant, number=other_id).exists()
     assert Stream.objects.get(tenant=tenant).pruned_seq == 3
 
     alice = Notification.objects.filter(tenant=tenant, user__external_id="alice").first().user

@@ -92,8 +92,10 @@ def _fan_out_everything() -> None:
         pass
 
 
-def _side(slug: str, *, private_topic: str, extra_user: str) -> Side:
+def _side(slug: str, *, private_topic: str, extra_user: str, earlier_events: int = 0) -> Side:
     tenant = tenant_create(slug=slug, name=slug.title(), client_messages_per_second=1000)
+    for _ in range(earlier_events):  # so that this side's event ids are ones the other side never had
+        _publish(tenant, kind=f"{slug}.earlier", recipients=[extra_user])
     topic_create(tenant=tenant, key="news", allow_client_subscribe=True)
     topic_create(tenant=tenant, key=private_topic)
     services.subscriptions_add(tenant=tenant, user_id="alice", topic_keys=["news"])
@@ -116,7 +118,8 @@ def _side(slug: str, *, private_topic: str, extra_user: str) -> Side:
 
 def build_world() -> World:
     a = _side("tenant-a", private_topic="a-private", extra_user="a-only-user")
-    b = _side("tenant-b", private_topic="b-private", extra_user="b-only-user")
+    # Event ids are counted per tenant: B's events are #4-#6, ids A (#1-#3) does not have.
+    b = _side("tenant-b", private_topic="b-private", extra_user="b-only-user", earlier_events=3)
     inactive = _side("tenant-c", private_topic="c-private", extra_user="c-only-user")
     tenant_set_active(tenant=inactive.tenant, active=False)
     # A has a revoked signing key (tokens signed with it must be refused) and a current one.

@@ -55,7 +55,7 @@ def test_a_cannot_see_or_touch_b_events(world, run_fanout):
     for action in ("archive", "unread", "unarchive"):
         world["A"]["inbox"].post(f"/api/v1/inbox/{action}", {"ids": [b_event]}, format="json")
     world["A"]["inbox"].post("/api/v1/inbox/read-all")
-    row = Notification.objects.get(event_id=b_event)
+    row = Notification.objects.get(tenant=world["B"]["tenant"], event__number=b_event)
     assert row.read_at is None and row.archived_at is None
 
 
@@ -119,7 +119,10 @@ async def test_websocket_same_topic_and_user_id_never_cross(world):
     assert sorted(set(received)) == sorted({a_direct, a_topic, a_broadcast})
     assert await b_socket.nothing(0.5)
 
+    for _ in range(3):  # ids are counted per tenant: B's next id is one A does not have
+        await publish("B", recipients=["someone-else"])
     b_direct = await publish("B", recipients=["alice"])
+    assert b_direct > a_broadcast
     assert (await b_socket.receive_type("notification"))["id"] == b_direct
     assert await a_socket.nothing(0.5)
 
