@@ -67,7 +67,7 @@ class Figures:
         out = [f"inputs tried per category ({sum(self.inputs.values())} in all):"]
         out += [f"  {category:<44} {count:>6}" for category, count in sorted(self.inputs.items())]
         if self.floods:
-            out.append("floods against a real Daphne process:")
+            out.append("floods against a real server process (uvicorn, the default):")
             out += [f"  {line}" for line in self.floods]
         if self.phases:
             out.append("bystander (tenant B, same server process): publish -> deliver latency")

@@ -1,5 +1,5 @@
 """Attacks on /ws/v1/ from tenant A's side, data-driven (in-process, Channels' communicator; the
-same attacks against a real Daphne process are in test_floods.py): garbage and wrong types before
+same attacks against a real server process are in test_floods.py): garbage and wrong types before
 and after `auth`, every frame type with bad fields, forged tokens, tenant B's topics, ids and
 cursors, and another site's page using the visitor's session. Each must get the documented close
 code or `error` frame (docs/protocol.md), and B's socket, open the whole time, receives nothing."""
