@@ -10,10 +10,26 @@ import threading
 from functools import cached_property
 from typing import Any
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
+
+
+class _ReusingClient(RedisCacheClient):
+    """Django's client builds a new redis.Redis (copying its ~170 response callbacks) for every
+    cache call; one per connection pool is enough, as redis.Redis is thread-safe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # django-stubs omit it
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
+        return client
 
 
 class SharedRedisCache(RedisCache):
@@ -24,7 +40,7 @@ class SharedRedisCache(RedisCache):
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = self.__dict__["_class"](servers, **options)
+                client = _clients[key] = _ReusingClient(servers, **options)
         return client
 
     def incr_with_expiry(self, key: str, delta: int, timeout: int) -> int:
