@@ -2,7 +2,7 @@
 # BENCH, VENV, PEER, WL and N. Installed into a COPY of the harness as peers/herald/peer.sh by
 # bench/run_side_by_side.sh (which exports HERALD_ROOT and the settings below).
 #
-# Production layout: `manage.py serve` (Daphne, one process) with PostgreSQL + channels-redis
+# Production layout: `manage.py serve` (uvicorn by default, one process) with PostgreSQL + channels-redis
 # (core layer unless HERALD_CHANNEL_LAYER=pubsub), in-process fan-out, DEBUG=0. Redis is the harness's
 # own (run.sh starts/flushes it on BENCH_REDIS_PORT; never the shared 6379).
 PORT="${HERALD_BENCH_PORT:-8120}"

@@ -1,6 +1,6 @@
-"""Run `manage.py serve` (Daphne, one process) for the benchmark, on a listening socket made here with
-a 4096-connection backlog like every other peer (`serve --host/--port` gets Twisted's default of 50,
-which drops SYNs when 64 handshakes arrive at once).
+"""Run `manage.py serve` (one process; uvicorn by default, Daphne with HERALD_SERVER=daphne) for the
+benchmark, on a listening socket made here with a 4096-connection backlog like every other peer (a
+small default backlog drops SYNs when 64 handshakes arrive at once).
 
 Django and Herald's ASGI application are imported BEFORE the socket starts listening, so the
 harness's readiness check (the port accepts connections) is not fooled by a socket whose server is
@@ -9,9 +9,9 @@ still importing; then the `serve` command runs in this same process (its PID is 
     python bench/peer/herald/serve_bench.py PORT [BACKLOG]
     python bench/peer/herald/serve_bench.py worker      # manage.py herald_worker (HERALD_FANOUT_MODE=worker)
 
-HERALD_BENCH_SERVER=uvicorn (diagnostic, needs uvicorn[standard] in the interpreter's environment) runs
-the same ASGI application on uvicorn (uvloop, httptools, websockets) with the limits `serve` gives
-Daphne, to separate the ASGI server's per-frame cost from Herald's own.
+HERALD_BENCH_SERVER=uvicorn (diagnostic, from before uvicorn became `serve`'s default) runs the same ASGI
+application on a plain uvicorn.Server with the legacy `websockets` protocol and without `serve`'s
+direct-write fast path and graceful shutdown.
 
 BENCHMARK-ONLY WORKAROUND (HERALD_BENCH_LAYER_SOCKET_TIMEOUT, default 15 s; "off" runs Herald as is):
 redis-py 8 gives every connection a 5 s socket read timeout, and channels_redis.core blocks in
