@@ -58,7 +58,11 @@ def main() -> int:
     started = time.monotonic()
     call_command("migrate", verbosity=0)
     # Limits high enough that the benchmark measures delivery, not the tenant's quotas.
-    limits = {"publishes_per_minute": 1_000_000_000, "key_publishes_per_minute": 1_000_000_000, "max_connections": 1_000_000}
+    limits = {
+        "publishes_per_minute": 1_000_000_000,
+        "key_publishes_per_minute": 1_000_000_000,
+        "max_connections": 1_000_000,
+    }
     tenant = Tenant.objects.filter(slug=TENANT_SLUG).first()
     if tenant is None:
         tenant = tenant_create(slug=TENANT_SLUG, name="Benchmark", **limits)
