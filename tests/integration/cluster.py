@@ -34,15 +34,23 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from deploy import nginx, tls
 from tests.integration.client import LiveClient, rest
-from tests.integration.conftest import ROOT, HeraldProcess, base_env, free_port, start_herald, wait_until
+from tests.integration.conftest import (
+    ROOT,
+    HeraldProcess,
+    ManagedProcess,
+    base_env,
+    free_port,
+    start_herald,
+    wait_until,
+)
 
 NGINX_START_TIMEOUT = 30.0
 WORKER_START_TIMEOUT = 30.0
@@ -50,38 +58,10 @@ COLLECTSTATIC_TIMEOUT = 120.0
 
 
 @dataclass
-class WorkerProcess:
-    """A `manage.py herald_worker` process."""
+class WorkerProcess(ManagedProcess):
+    """A `manage.py herald_worker` process (it finishes its batch on SIGTERM: give it longer)."""
 
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    env: dict[str, str] = field(repr=False)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int | None:
-        """Send `sig` and wait (SIGKILL after `timeout`); the exit code (negative: killed by a signal)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """kill -9: no cleanup at all, as in a crash."""
-        self.stop(signal.SIGKILL)
+    STOP_TIMEOUT: ClassVar[float] = 40.0
 
 
 def start_worker(name: str, env: dict[str, str]) -> WorkerProcess:

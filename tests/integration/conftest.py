@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from django.db import connection
@@ -30,12 +30,46 @@ def free_port() -> int:
 
 
 @dataclass
-class HeraldProcess:
+class ManagedProcess:
+    """A process a test started (a server or a worker), with its log file."""
+
     name: str
-    port: int
     proc: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(repr=False)
+
+    # How long stop() waits after `sig` before it sends SIGKILL.
+    STOP_TIMEOUT: ClassVar[float] = 10.0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int | None:
+        """Send `sig` and wait (SIGKILL after `timeout`); the exit code (negative: killed by a signal)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(self.STOP_TIMEOUT if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9: no cleanup at all, as in a crash."""
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class HeraldProcess(ManagedProcess):
+    port: int = 0
 
     @property
     def url(self) -> str:
@@ -44,26 +78,6 @@ class HeraldProcess:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/v1/"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def kill(self) -> None:
-        """kill -9: no cleanup at all, as in a crash."""
-        self.stop(signal.SIGKILL)
 
 
 def database_url_for_tests() -> str:
