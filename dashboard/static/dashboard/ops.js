@@ -6,6 +6,8 @@
 // Everything the server sends is set with textContent or as an attribute value, never parsed as
 // HTML (tests/dashboard/test_center_js.py checks that no HTML-parsing API appears here).
 
+import { backoffDelay } from "../herald/herald.js";
+
 const STATE_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 
 // A node reports every second. One whose last frame is more than 3 s old (two missed reports and
@@ -20,9 +22,6 @@ const COUNT_WINDOW_MS = HISTORY_SECONDS * 1000;
 // Topic activity is summed over the last minute (each node sends its 10 busiest topics a second).
 const TOPIC_WINDOW_MS = 60_000;
 const TOPICS_SHOWN = 10;
-// Reconnect delay, as herald.js: random between 0 and min(30 s, 0.5 s × 2^attempt).
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
 // /ws/v1/ops/ has no ping of its own and stats frames stop when a tenant is idle, so silence
 // proves nothing: every 20 s the page sends `watch` again, and a connection that has not answered
 // `watching` (or, at first, sent `tenants`) within 10 s is presumed dead and replaced.
@@ -106,9 +105,7 @@ function startOps(config) {
 
   function scheduleReconnect() {
     setState(everOpen ? "reconnecting" : "connecting");
-    const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
-    attempt += 1;
-    reconnectTimer = setTimeout(connect, delay);
+    reconnectTimer = setTimeout(connect, backoffDelay(attempt++)); // as herald.js reconnects
   }
 
   function expectAnswer(ws) {

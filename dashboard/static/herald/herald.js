@@ -64,6 +64,12 @@ export class HeraldError extends Error {
   }
 }
 
+/** The reconnect delay after `attempt` failed tries: random between 0 and
+ *  min(maxMs, baseMs * 2^attempt) ("full jitter"). The operations page uses it too. */
+export function backoffDelay(attempt, { baseMs = DEFAULTS.backoffBaseMs, maxMs = DEFAULTS.backoffMaxMs, random = Math.random } = {}) {
+  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
+}
+
 /** Compare two cursors (strings of decimal digits that may exceed 2^53): <0, 0 or >0. */
 export function compareCursors(a, b) {
   const x = String(a).replace(/^0+(?=\d)/, "");
@@ -386,9 +392,8 @@ export class Herald extends EventTarget {
   }
 
   _backoffDelay() {
-    const ceiling = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** Math.min(this._attempt, 30));
-    this._attempt += 1;
-    return Math.floor(this._random() * ceiling);
+    const { backoffBaseMs: baseMs, backoffMaxMs: maxMs } = this.options;
+    return backoffDelay(this._attempt++, { baseMs, maxMs, random: this._random });
   }
 
   _scheduleReconnect(delay) {
