@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from config.db import in_thread
 from dashboard import selectors
 from notifications import delivery
 from notifications.hub import Hub, get_hub
@@ -34,9 +34,7 @@ class OpsConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         self.tenants: dict[str, int] = {}
         if self.scope.get("herald_session_allowed"):
-            self.tenants = {
-                slug: pk for pk, slug in await database_sync_to_async(selectors.watchable_tenants)(user=user)
-            }
+            self.tenants = {slug: pk for pk, slug in await in_thread(selectors.watchable_tenants)(user=user)}
         if not self.tenants:
             await self.close()  # before accept: the handshake is refused with 403
             return

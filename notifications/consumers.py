@@ -11,10 +11,9 @@ import time
 from collections import deque
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from accounts import credentials
 from accounts.exceptions import (
@@ -28,6 +27,7 @@ from accounts.exceptions import (
 )
 from accounts.principals import EndUserPrincipal
 from accounts.ratelimit import auth_failure_record, auth_failures_check
+from config.db import in_thread
 from config.herald import herald_settings
 from notifications import delivery, metrics, presence, protocol, selectors, services
 from notifications.exceptions import ProtocolError
@@ -46,24 +46,6 @@ SEEN_IDS_KEPT = 512
 SLOW_CLIENT_ABORT_SECONDS = 2.0
 
 
-def in_thread(func: Any) -> Any:
-    """Run database work in the thread pool. Channels' default (one shared thread per process)
-    would queue every connecting client's checks behind each other; Django's connection pool
-    gives each thread its own connection, handed back to the pool when the call ends.
-
-    The hand-back is done here rather than by channels' DatabaseSyncToAsync, whose hook channels'
-    test communicator switches off: every call would then keep a pooled connection for good."""
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
-
-
 _AUTH_CLOSE_CODES: dict[type[HeraldError], CloseCode] = {
     TokenExpired: CloseCode.TOKEN_EXPIRED,
     TenantInactive: CloseCode.FORBIDDEN,
@@ -78,7 +60,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch() runs close_old_connections() in a worker thread before EVERY
-        # handler. Our handlers touch the database only through database_sync_to_async, which
+        # handler. Our handlers touch the database only through config.db.in_thread, which
         # does that itself, so the extra thread hop per frame is skipped.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Iterator
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import EndUser
 from accounts.services import end_users_ensure
+from config.db import in_thread
 from config.herald import herald_settings
 from notifications import delivery, protocol
 from notifications.models import Event, FanoutJob, Notification, Stream, Subscription
@@ -331,7 +331,7 @@ class FanoutRunner:
         self._wake = asyncio.Event()
         listener = asyncio.create_task(self._listen()) if self.listen_on_layer else None
         sweep = herald_settings.FANOUT_SWEEP_SECONDS
-        process = sync_to_async(_process_pending_in_thread, thread_sensitive=False)
+        process = in_thread(process_pending)
         try:
             while stop is None or not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -359,14 +359,6 @@ class FanoutRunner:
             except Exception:
                 # Redis is down: the sweep keeps jobs moving; try to listen again shortly.
                 await asyncio.sleep(0.5)
-
-
-def _process_pending_in_thread() -> int:
-    close_old_connections()
-    try:
-        return process_pending()
-    finally:
-        close_old_connections()
 
 
 _local_runner: FanoutRunner | None = None
