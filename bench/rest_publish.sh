@@ -26,6 +26,12 @@ OUT="${REST_BENCH_OUT:-/tmp/herald-rest-bench}"
 started=$(date +%s)
 say() { echo "[rest-bench $(( $(date +%s) - started ))s] $*" >&2; }
 mkdir -p "$OUT"
+if [ "${PROFILE:-0}" = 1 ]; then   # py-spy: Herald's venv, else the harness copy's (bench/profile_herald.sh)
+  PYSPY="$(command -v "$REPO/.venv/bin/py-spy" /tmp/herald-bench-work/.venv/bin/py-spy py-spy 2>/dev/null | head -1 || true)"
+  if [ -z "$PYSPY" ]; then
+    "$REPO/.venv/bin/pip" install -q py-spy && PYSPY="$REPO/.venv/bin/py-spy"
+  fi
+fi
 [ "$REDIS_PORT" != 6379 ] || { say "REST_BENCH_REDIS_PORT must not be 6379"; exit 2; }
 
 pids=()
@@ -44,7 +50,8 @@ for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && brea
 env_common=(DJANGO_SETTINGS_MODULE=config.settings
             SECRET_KEY=herald-bench-secret-key-used-only-on-loopback-0123456789abcdef
             DEBUG=0 ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0 DATABASE_URL="$DB_URL")
-createdb -h 127.0.0.1 -U herald "${DB_URL##*/}" 2>/dev/null || true
+scripts/services >&2 || { say "PostgreSQL/Redis are not available (scripts/services)"; exit 1; }
+PGPASSWORD=herald createdb -h 127.0.0.1 -U herald "${DB_URL##*/}" 2>/dev/null || true
 say "database: tenant, topic, API key, end users u0..u999"
 setup="$(timeout 120 env "${env_common[@]}" "$PY" bench/setup_herald.py --tokens 1000 --state-dir "$OUT/state")"
 eval "$setup"
@@ -77,7 +84,7 @@ for kind in $KINDS; do
   say "$kind: $CONCURRENCY clients, ${DURATION} s"
   spy=""
   if [ "${PROFILE:-0}" = 1 ]; then
-    timeout $(( DURATION + 30 )) "$REPO/.venv/bin/py-spy" record --pid "$server" --rate 100 --format raw \
+    timeout $(( DURATION + 30 )) "$PYSPY" record --pid "$server" --rate 100 --format raw \
       --output "$OUT/profile-$kind.folded" --duration "$DURATION" --nonblocking >/dev/null 2>&1 &
     spy=$!
   fi

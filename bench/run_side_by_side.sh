@@ -81,6 +81,7 @@ if [[ " $PEERS " == *" herald-uvicorn "* ]] && ! .venv-herald-uvicorn/bin/python
 fi
 
 # --- 4: the benchmark database ------------------------------------------------------------------
+"$REPO/scripts/services" >&2 || die "PostgreSQL/Redis are not available (scripts/services)"
 say "database: $(echo "$HERALD_BENCH_DATABASE_URL" | sed -E 's#//[^@]*@#//***@#')"
 timeout 60 "$HERALD_PYTHON" - "$HERALD_BENCH_DATABASE_URL" <<'PY' || die "cannot create the benchmark database"
 import sys

@@ -20,6 +20,7 @@ import weakref
 from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.herald import herald_settings
@@ -31,6 +32,8 @@ logger = logging.getLogger("herald.hub")
 # Re-add every joined group this often: well inside the Redis layer's 900 s group_expiry, so a
 # live node's memberships never lapse; groups left empty are discarded at the same time.
 GROUP_REFRESH_SECONDS = 300.0
+# Groups re-added per Redis round trip by the refresh.
+REFRESH_BATCH = 1000
 # Wait between attempts while the channel layer (Redis) is unreachable: short enough to recover
 # within a second or two after it returns, long enough not to spin.
 LAYER_RETRY_SECONDS = 0.5
@@ -63,6 +66,8 @@ class Hub:
         self.by_user: dict[tuple[int, int], set[LiveConnection]] = {}
         # group -> True once the layer confirmed group_add, or the Future of the add in flight
         self._joined: dict[str, bool | asyncio.Future[bool]] = {}
+        self._joins_wanted: list[str] = []
+        self._joiner: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer_healthy = True
@@ -116,8 +121,10 @@ class Hub:
         """Make the connection reachable by its user and tenant groups (joined before returning)."""
         self.by_user.setdefault((connection.tenant_id, connection.user_pk), set()).add(connection)
         self.tenant_connections[connection.tenant_id] = self.tenant_connections.get(connection.tenant_id, 0) + 1
-        await self.join(connection, delivery.group_for_user(connection.tenant_id, connection.user_pk))
-        await self.join(connection, delivery.group_for_tenant(connection.tenant_id))
+        await asyncio.gather(
+            self.join(connection, delivery.group_for_user(connection.tenant_id, connection.user_pk)),
+            self.join(connection, delivery.group_for_tenant(connection.tenant_id)),
+        )
 
     async def unregister(self, connection: LiveConnection, groups: list[str]) -> None:
         key = (connection.tenant_id, connection.user_pk)
@@ -142,6 +149,8 @@ class Hub:
         # reconnects a moment later (a page reload) then needs no layer round trip at all.
 
     async def _ensure_joined(self, group: str) -> None:
+        """Join the group on the layer once per process. Joins asked for while another batch is
+        on its way to Redis wait and go together in the next batch (see `_join_batches`)."""
         state = self._joined.get(group)
         if state is True:
             return
@@ -150,14 +159,32 @@ class Hub:
         assert self.loop is not None
         future: asyncio.Future[bool] = self.loop.create_future()
         self._joined[group] = future
-        try:
-            await self.layer.group_add(group, self.channel_name)
-        except BaseException:
-            self._joined.pop(group, None)
-            future.set_result(False)
-            raise
-        self._joined[group] = True
-        future.set_result(True)
+        self._joins_wanted.append(group)
+        if self._joiner is None or self._joiner.done():
+            self._joiner = self.loop.create_task(self._join_batches(), name="herald-hub-join")
+        if not await asyncio.shield(future):
+            raise ConnectionError(f"could not join {group} on the channel layer")
+
+    async def _join_batches(self) -> None:
+        """Send the wanted group joins to the layer, all that are waiting at once, one batch at a
+        time. At a burst of connects this is one Redis round trip per batch on one connection,
+        where a join per connection opened a Redis connection for every concurrent handshake."""
+        while self._joins_wanted:
+            groups, self._joins_wanted = list(dict.fromkeys(self._joins_wanted)), []
+            try:
+                await group_add_many(self.layer, groups, self.channel_name)
+                ok = True
+            except Exception:
+                logger.warning("group join failed", extra={"groups": len(groups)}, exc_info=True)
+                ok = False
+            for group in groups:
+                future = self._joined.get(group)
+                if ok:
+                    self._joined[group] = True
+                else:
+                    self._joined.pop(group, None)
+                if isinstance(future, asyncio.Future) and not future.done():
+                    future.set_result(ok)
 
     # --- receiving -------------------------------------------------------------------------------
 
@@ -239,24 +266,32 @@ class Hub:
             await connection.close_for(protocol.CloseCode.TRY_AGAIN_LATER, "live delivery was interrupted; resume")
         for group in list(self._joined):
             self._joined.pop(group, None)
-        for group, connections in list(self.members.items()):
-            if connections:
-                with contextlib.suppress(Exception):
-                    await self._ensure_joined(group)
+        wanted = [group for group, connections in self.members.items() if connections]
+        await asyncio.gather(*(self._ensure_joined(group) for group in wanted), return_exceptions=True)
 
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            for group, connections in list(self.members.items()):
-                try:
-                    if connections:
-                        await self.layer.group_add(group, self.channel_name)
-                    else:
-                        del self.members[group]
-                        self._joined.pop(group, None)
-                        await self.layer.group_discard(group, self.channel_name)
-                except Exception:
-                    logger.warning("group refresh failed", extra={"group": group}, exc_info=True)
+            await self.refresh_groups()
+
+    async def refresh_groups(self) -> None:
+        """Re-add every group that has local connections (in batches of REFRESH_BATCH), and leave
+        the groups left empty."""
+        live = [group for group, connections in self.members.items() if connections]
+        for start in range(0, len(live), REFRESH_BATCH):
+            try:
+                await group_add_many(self.layer, live[start : start + REFRESH_BATCH], self.channel_name)
+            except Exception:
+                logger.warning("group refresh failed", extra={"groups": len(live)}, exc_info=True)
+        for group, connections in list(self.members.items()):
+            if connections:
+                continue
+            del self.members[group]
+            self._joined.pop(group, None)
+            try:
+                await self.layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("group discard failed", extra={"group": group}, exc_info=True)
 
     async def _stats_loop(self) -> None:
         """Once a second, this node's figures for every tenant active here, to the operations
@@ -287,6 +322,28 @@ class Hub:
                     await connection.close_for(protocol.CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the client")
                 else:
                     connection.push(PING, None, False)
+
+
+async def group_add_many(layer: BaseChannelLayer, groups: list[str], channel: str) -> None:
+    """Add `channel` to every group. On channels-redis's core layer that is one pipelined round
+    trip per Redis shard (the same ZADD and EXPIRE its `group_add` sends one by one); on any other
+    layer (in-memory, pub/sub) one `group_add` per group."""
+    if not isinstance(layer, RedisChannelLayer):
+        for group in groups:
+            await layer.group_add(group, channel)
+        return
+    by_shard: dict[int, list[str]] = {}
+    for group in groups:
+        assert layer.require_valid_group_name(group), "Group name not valid"
+        by_shard.setdefault(layer.consistent_hash(group), []).append(group)
+    now = time.time()
+    for index, shard_groups in by_shard.items():
+        async with layer.connection(index).pipeline(transaction=False) as pipeline:
+            for group in shard_groups:
+                key = layer._group_key(group)
+                pipeline.zadd(key, {channel: now})
+                pipeline.expire(key, layer.group_expiry)
+            await pipeline.execute()
 
 
 def _tenant_of(group: str) -> int:

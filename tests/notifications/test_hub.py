@@ -1,0 +1,131 @@
+"""The hub's group joins: batched per Redis round trip, exact on failure. Runs against the
+in-memory layer on the embedded default and against real Redis when REDIS_URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+
+from notifications import hub as hub_module
+from notifications.hub import Hub, group_add_many
+from notifications.transport import Outgoing
+
+pytestmark = pytest.mark.asyncio
+
+
+@dataclass(eq=False)
+class FakeConnection:
+    tenant_id: int
+    user_pk: int
+    last_received: float = 0.0
+    signing_kid: str | None = None
+    frames: list[str] = field(default_factory=list)
+
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
+        self.frames.append(frame.text)
+
+    async def close_for(self, code: int, reason: str) -> None:  # pragma: no cover - not used here
+        pass
+
+
+async def _new_hub() -> Hub:
+    layer = get_channel_layer()
+    assert layer is not None
+    node = Hub(layer)
+    node.loop = asyncio.get_running_loop()
+    node.channel_name = await layer.new_channel("herald-node-test")
+    return node
+
+
+async def test_group_add_many_reaches_the_channel_through_every_group(live_stack: Any) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel("herald-node-test")
+    groups = [f"herald.t900.u{n}" for n in range(5)]
+    await group_add_many(layer, groups, channel)
+    for index, group in enumerate(groups):
+        await layer.group_send(group, {"type": "herald.frame", "n": index})
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in groups]
+    assert sorted(message["n"] for message in received) == list(range(5))
+    for group in groups:
+        await layer.group_discard(group, channel)
+
+
+async def test_a_burst_of_registers_joins_in_few_batches_and_every_user_is_reachable(
+    live_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await _new_hub()
+    batches: list[list[str]] = []
+    real = hub_module.group_add_many
+
+    async def counting(layer: Any, groups: list[str], channel: str) -> None:
+        batches.append(list(groups))
+        await real(layer, groups, channel)
+
+    monkeypatch.setattr(hub_module, "group_add_many", counting)
+    connections = [FakeConnection(tenant_id=901, user_pk=n) for n in range(200)]
+    await asyncio.gather(*(node.register(connection) for connection in connections))
+
+    joined = [group for batch in batches for group in batch]
+    # Every user's group and the tenant group, each sent to the layer exactly once...
+    assert sorted(joined) == sorted({f"herald.t901.u{n}" for n in range(200)} | {"herald.t901"})
+    # ...in far fewer round trips than joins: the first batch goes alone, the rest wait for it.
+    assert len(batches) <= 3
+    assert all(node._joined[group] is True for group in joined)
+    # A second connection of a joined user costs no layer call at all.
+    await node.register(FakeConnection(tenant_id=901, user_pk=7))
+    assert len([group for batch in batches for group in batch]) == len(joined)
+
+    # And the joins are real: a message to one user's group reaches the node's channel.
+    layer = node.layer
+    await layer.group_send("herald.t901.u42", {"type": "herald.frame", "group": "herald.t901.u42", "text": "hi"})
+    message = await asyncio.wait_for(layer.receive(node.channel_name), 5)
+    assert message["group"] == "herald.t901.u42"
+    for group in joined:
+        await layer.group_discard(group, node.channel_name)
+
+
+async def test_a_failed_batch_fails_every_waiting_join_and_the_next_attempt_retries(
+    live_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = await _new_hub()
+    calls: list[list[str]] = []
+
+    async def failing(layer: Any, groups: list[str], channel: str) -> None:
+        calls.append(list(groups))
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(hub_module, "group_add_many", failing)
+    results = await asyncio.gather(
+        *(node.join(FakeConnection(tenant_id=902, user_pk=n), f"herald.t902.u{n}") for n in range(10)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert not any(group.startswith("herald.t902.") for group in node._joined)
+
+    monkeypatch.setattr(hub_module, "group_add_many", group_add_many)
+    await node.join(FakeConnection(tenant_id=902, user_pk=1), "herald.t902.u1")
+    assert node._joined["herald.t902.u1"] is True
+    await node.layer.group_discard("herald.t902.u1", node.channel_name)
+
+
+async def test_refresh_re_adds_live_groups_and_leaves_empty_ones(live_stack: Any) -> None:
+    node = await _new_hub()
+    alice, bob = FakeConnection(tenant_id=903, user_pk=1), FakeConnection(tenant_id=903, user_pk=2)
+    await node.register(alice)
+    await node.register(bob)
+    await node.unregister(bob, ["herald.t903.u2"])
+    await node.refresh_groups()
+    assert "herald.t903.u2" not in node.members and "herald.t903.u2" not in node._joined
+    assert node._joined["herald.t903.u1"] is True
+    layer = node.layer
+    await layer.group_send("herald.t903.u2", {"type": "herald.frame", "group": "herald.t903.u2", "text": "gone"})
+    await layer.group_send("herald.t903.u1", {"type": "herald.frame", "group": "herald.t903.u1", "text": "here"})
+    message = await asyncio.wait_for(layer.receive(node.channel_name), 5)
+    assert message["text"] == "here"  # bob's group was left: only alice's message arrives
+    for group in ("herald.t903.u1", "herald.t903"):
+        await layer.group_discard(group, node.channel_name)
