@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.services import api_key_create, tenant_create
+from notifications.loadtest.churn import ChurnPicker, ChurnSchedule
 from notifications.loadtest.options import OptionsError, options_from
+from notifications.loadtest.server_memory import MetricsReader, Sample, memory_summary, prometheus_value
 from notifications.loadtest.stats import LatencyRecorder, SeenSet
 from notifications.models import Event
 from notifications.services import topic_create
@@ -70,6 +76,96 @@ def test_seen_set_counts_first_deliveries_duplicates_and_accepted_ones():
     for seq in (0, 3, 7, 1000):
         accepted.add(seq)
     assert seen.count_in(accepted) == 3  # 0, 3 and 1000; 7 never arrived, 5 was not accepted
+
+
+def test_prometheus_value_reads_one_metric_from_the_text_format():
+    text = (
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\n"
+        "process_resident_memory_bytes_max 9.0\n"
+        "process_resident_memory_bytes 1.2345e+08\n"
+        'herald_connections{tenant="acme"} 20.0 1700000000000\n'
+    )
+    assert prometheus_value(text, "process_resident_memory_bytes") == 123_450_000.0
+    assert prometheus_value(text, "herald_connections") == 20.0  # labels and a timestamp
+    assert prometheus_value(text, "process_open_fds") is None
+    assert prometheus_value("process_open_fds NaN\n", "process_open_fds") is None
+    assert prometheus_value("process_open_fds many\n", "process_open_fds") is None
+
+
+def test_memory_summary_reports_start_end_max_and_the_change():
+    samples = [Sample(1.0, 100e6), Sample(11.0, 130e6), Sample(21.0, 110e6)]
+    summary = memory_summary(samples)
+    assert summary is not None
+    assert (summary["start_mb"], summary["end_mb"], summary["max_mb"]) == (100.0, 110.0, 130.0)
+    assert (summary["change_mb"], summary["change_pct"]) == (10.0, 10.0)
+    assert summary["samples"] == [[1.0, 100.0], [11.0, 130.0], [21.0, 110.0]]
+    assert memory_summary([]) is None
+
+
+def test_churn_schedule_spreads_closes_evenly_and_caps_a_late_burst():
+    schedule = ChurnSchedule(5.0)  # one close every 0.2 s
+    assert [schedule.due(elapsed) for elapsed in (0.1, 0.2, 0.5, 1.0)] == [0, 1, 1, 3]
+    assert schedule.wait(1.0) == pytest.approx(0.2)
+    # The loop woke 9 s late: one second's worth now, the other 40 are dropped, not made up for.
+    assert schedule.due(10.0) == 5 and schedule.dropped == 40
+    slow = ChurnSchedule(0.5)  # one close every 2 s
+    assert (slow.due(1.9), slow.due(2.0), slow.due(3.9)) == (0, 1, 0)
+    assert slow.wait(3.99) == 0.05  # never a busy loop
+    with pytest.raises(ValueError):
+        ChurnSchedule(0)
+
+
+def test_churn_picker_takes_every_client_once_a_round_and_skips_those_away():
+    picker = ChurnPicker(5, random.Random(3))
+    assert {picker.pick(lambda index: True) for _ in range(5)} == {0, 1, 2, 3, 4}  # 5 picks, 5 clients
+    assert picker.pick(lambda index: index == 3) == 3
+    assert picker.pick(lambda index: False) is None
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[str]:
+    """A stand-in /metrics on a free loopback port: 200 with the bearer token, 403 without, a redirect at
+    /moved."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "http://127.0.0.1:9/metrics")
+                self.end_headers()
+                return
+            ok = self.headers.get("Authorization") == "Bearer m-secret"
+            body = b"process_resident_memory_bytes 4.2e+07\n" if ok else b'{"error": {"code": "forbidden"}}'
+            self.send_response(200 if ok else 403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_metrics_reader_sends_the_token_and_reports_what_it_could_not_read(metrics_server):
+    assert MetricsReader(f"{metrics_server}/metrics", token="m-secret").read_rss() == (42e6, "")
+    rss, problem = MetricsReader(f"{metrics_server}/metrics").read_rss()
+    assert rss is None and problem.startswith("HTTP 403") and "HERALD_LOADTEST_METRICS_TOKEN" in problem
+    rss, problem = MetricsReader(f"{metrics_server}/metrics", token="wrong-one").read_rss()
+    assert rss is None and "refused" in problem and "wrong-one" not in problem
+    # A redirect is not followed (it would carry the token elsewhere).
+    assert MetricsReader(f"{metrics_server}/moved", token="m-secret").read_rss() == (None, "HTTP 302")
+    rss, problem = MetricsReader("http://127.0.0.1:9/metrics").read_rss()  # nothing listens there
+    assert rss is None and problem
 
 
 def test_latency_recorder_percentiles_and_reservoir():
