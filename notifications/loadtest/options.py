@@ -6,7 +6,7 @@ import argparse
 import math
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 # Upper bounds on what one load-test process may be asked to do; each loop is bounded by these.
@@ -15,6 +15,17 @@ MAX_RATE = 10_000.0  # publishes per second: beyond this one process cannot issu
 MAX_DURATION = 3600.0  # one hour of publishing
 MAX_MESSAGES_CEILING = 1_000_000
 API_KEY_ENV = "HERALD_LOADTEST_API_KEY"
+# /metrics wants `Authorization: Bearer $HERALD_METRICS_TOKEN` when the server has that set (docs/operations.md);
+# the load test reads the token from the environment only, never from the command line (`ps`, shell history).
+METRICS_TOKEN_ENV = "HERALD_LOADTEST_METRICS_TOKEN"  # noqa: S105 (a variable name, not a secret)
+# The server's own variable, if the load test runs on the server's host.
+SERVER_METRICS_TOKEN_ENV = "HERALD_METRICS_TOKEN"  # noqa: S105 (a variable name, not a secret)
+# Churn: at most this many reconnects per second (each is a handshake, an auth and a replay query on the
+# server: beyond this one process measures its own connect path, not a soak).
+MAX_CHURN = 1000.0
+# A churned client stays away at most this long, so it misses at most rate x gap notifications: far
+# below the server's replay limit (HERALD_REPLAY_MAX, 1,000 by default) at sensible rates.
+MAX_CHURN_GAP = 60.0
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -25,7 +36,7 @@ class OptionsError(ValueError):
 @dataclass(frozen=True)
 class Options:
     url: str  # base URL of the deployment, e.g. https://herald.example.com (no trailing slash)
-    api_key: str
+    api_key: str = field(repr=False)
     clients: int
     rate: float | None  # publishes per second; None = as fast as the window allows (--max)
     duration: float
@@ -44,6 +55,10 @@ class Options:
     token_threads: int = 8
     progress_interval: float = 1.0
     request_timeout: float = 15.0
+    churn: float = 0.0  # clients closed and resumed per second while publishing; 0 = no churn
+    churn_gap: float = 0.5  # seconds a churned client stays away before it reconnects
+    metrics_url: str | None = None  # where to read the server's RSS (Prometheus text); None = do not
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def is_https(self) -> bool:
@@ -77,6 +92,14 @@ class Options:
     @property
     def plain_http_off_loopback(self) -> bool:
         return not self.is_https and self.host not in LOOPBACK_HOSTS
+
+    @property
+    def metrics_token_in_clear(self) -> bool:
+        """The metrics token would cross a network unencrypted."""
+        if not self.metrics_url or not self.metrics_token:
+            return False
+        parts = urlsplit(self.metrics_url)
+        return parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.is_https:
@@ -120,6 +143,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token-threads", type=int, default=8, help="Concurrent token requests (default 8)")
     parser.add_argument("--progress-interval", type=float, default=1.0, help="Seconds between progress lines")
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="While publishing, close this many random clients per second and reconnect each, resuming from "
+        "the last cursor it saw (default 0: no churn)",
+    )
+    parser.add_argument(
+        "--churn-gap",
+        type=float,
+        default=0.5,
+        help="Seconds a churned client stays away before reconnecting, so it misses notifications that the "
+        "resume must replay (default 0.5)",
+    )
+    parser.add_argument(
+        "--metrics-url",
+        default=None,
+        help="Prometheus /metrics of the server process to sample process_resident_memory_bytes from "
+        f"(default: URL/metrics; token in {METRICS_TOKEN_ENV} if the server sets HERALD_METRICS_TOKEN)",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="Do not read the server's /metrics")
     parser.add_argument("--json", action="store_true", help="Print the final report as JSON (progress stays on stderr)")
 
 
@@ -158,6 +202,10 @@ def options_from(values: dict[str, object], environ: dict[str, str] | None = Non
         user_prefix=str(values.get("user_prefix") or "loadtest-"),
         token_threads=_int(values, "token_threads", 8),
         progress_interval=_float(values, "progress_interval", 1.0),
+        churn=_float(values, "churn", 0.0),
+        churn_gap=_float(values, "churn_gap", 0.5),
+        metrics_url=None if values.get("no_metrics") else str(values.get("metrics_url") or f"{url}/metrics"),
+        metrics_token=environ.get(METRICS_TOKEN_ENV) or environ.get(SERVER_METRICS_TOKEN_ENV) or "",
     )
     _check(1 <= options.clients <= MAX_CLIENTS, f"--clients must be 1-{MAX_CLIENTS}")
     _check(options.rate is None or 0 < options.rate <= MAX_RATE, f"--rate must be > 0 and <= {MAX_RATE:g}")
@@ -177,6 +225,14 @@ def options_from(values: dict[str, object], environ: dict[str, str] | None = Non
         and len(options.user_prefix) <= 150,
         "--user-prefix: letters, digits and - _ . only (at most 150)",
     )
+    _check(0 <= options.churn <= MAX_CHURN, f"--churn must be 0-{MAX_CHURN:g} reconnects per second")
+    _check(0 <= options.churn_gap <= MAX_CHURN_GAP, f"--churn-gap must be 0-{MAX_CHURN_GAP:g} s")
+    if options.metrics_url is not None:
+        metrics = urlsplit(options.metrics_url)
+        if metrics.scheme not in ("http", "https") or not metrics.hostname:
+            raise OptionsError("--metrics-url must be an http:// or https:// URL with a host")
+        if metrics.username or metrics.password:
+            raise OptionsError(f"--metrics-url must not contain credentials (put the token in {METRICS_TOKEN_ENV})")
     if options.ca_file is not None and not os.path.isfile(options.ca_file):
         raise OptionsError(f"--ca {options.ca_file}: no such file")
     return options

@@ -79,6 +79,10 @@ class SeenSet:
             self.highest = seq
         return True
 
+    def __contains__(self, seq: int) -> bool:
+        index = seq >> 3
+        return index < len(self.bits) and bool(self.bits[index] & (1 << (seq & 7)))
+
     def count_in(self, accepted: SeenSet) -> int:
         """How many of `accepted`'s sequence numbers this client received."""
         mine = int.from_bytes(self.bits, "little")
@@ -116,11 +120,27 @@ class Report:
     lost: int = 0
     duplicates: int = 0
     unexpected: int = 0
+    clients_incomplete: int = 0  # clients that missed at least one accepted publish
     deliveries_per_s: float = 0.0
     drain_end: str = ""
     drain_seconds: float = 0.0
     latency_ms: dict[str, float] | None = None
     disconnects: dict[str, int] = field(default_factory=dict)
+    # --churn: clients closed on purpose and resumed with `since` (see runner.py, "Churn").
+    churn: float = 0.0
+    churn_gap: float = 0.0
+    reconnects: int = 0  # successful resumes
+    reconnect_errors: dict[str, int] = field(default_factory=dict)  # failed attempts, by reason
+    churn_skipped: int = 0  # closes not made: every client busy, or the loop fell behind
+    clients_gone: int = 0  # churned clients that could not reconnect at all (what they missed is lost)
+    replayed: int = 0  # first deliveries that arrived in a resume's replay (between welcome and resumed)
+    replayed_again: int = 0  # ids a later connection re-sent that an earlier one had delivered (resume seams)
+    replay_incomplete: dict[str, int] = field(default_factory=dict)  # `resumed` with recovered false, by reason
+    replay_latency_ms: dict[str, float] | None = None
+    # The server's RSS from /metrics (server_memory.memory_summary), or why it could not be read.
+    metrics_url: str = ""
+    server_memory: dict[str, Any] | None = None
+    server_memory_error: str = ""
     loadtest_cpu_pct: float = 0.0
     interrupted: bool = False
     error: str = ""
@@ -157,16 +177,46 @@ class Report:
             f"               request: {pct(self.publish_latency_ms)}"
             + (f"; schedule lag max {self.publish_max_lag_ms:.1f} ms" if self.publish_max_lag_ms is not None else ""),
             f"  deliveries   {self.delivered:,}/{self.expected:,} = {self.deliveries_per_s:,.0f}/s while publishing; "
-            f"lost {self.lost:,}, duplicates {self.duplicates:,}, unexpected {self.unexpected:,}",
+            f"lost {self.lost:,}, duplicates {self.duplicates:,}, unexpected {self.unexpected:,}"
+            + (f"; {self.clients_incomplete:,} clients missed some" if self.clients_incomplete else ""),
             f"               drain: {self.drain_end} after {self.drain_seconds:.1f} s; "
             f"disconnects: {counts(self.disconnects)}",
-            f"  latency      publish -> deliver: {pct(self.latency_ms)}",
+            f"  latency      publish -> deliver: {pct(self.latency_ms)}"
+            + (" (live only: replayed deliveries below)" if self.churn else ""),
+        ]
+        if self.churn:
+            out += [
+                f"  churn        {self.churn:g}/s, {self.churn_gap:g} s away: {self.reconnects:,} reconnects "
+                f"(failed attempts: {counts(self.reconnect_errors)}; skipped {self.churn_skipped:,}; "
+                f"clients gone {self.clients_gone:,})",
+                f"               replayed {self.replayed:,} deliveries, again {self.replayed_again:,} "
+                f"(incomplete replays: {counts(self.replay_incomplete)})",
+                f"               replayed: publish -> deliver: {pct(self.replay_latency_ms)}",
+            ]
+        out += [
+            self._memory_line(),
             f"  this process {self.loadtest_cpu_pct:.0f} % CPU while publishing"
             + (" (near one core: the load test itself may be the bottleneck)" if self.loadtest_cpu_pct > 90 else ""),
         ]
+        out = [line for line in out if line]
         if self.interrupted:
             out.append("  interrupted: the run was stopped early (Ctrl-C)")
         if self.error:
             out.append(f"  error        {self.error}")
         out.append(f"  result       {'OK' if self.ok else 'NOT OK'}")
         return out
+
+    def _memory_line(self) -> str:
+        memory = self.server_memory
+        if memory:
+            change = f"{memory['change_mb']:+,.1f} MB" + (
+                f" ({memory['change_pct']:+.1f} %)" if memory["change_pct"] is not None else ""
+            )
+            return (
+                f"  server RSS   start {memory['start_mb']:,.1f} MB, end {memory['end_mb']:,.1f} MB, "
+                f"max {memory['max_mb']:,.1f} MB: {change}; {len(memory['samples'])} samples of {self.metrics_url}"
+                + (f" ({self.server_memory_error})" if self.server_memory_error else "")
+            )
+        if self.server_memory_error:
+            return f"  server RSS   not read from {self.metrics_url}: {self.server_memory_error}"
+        return ""

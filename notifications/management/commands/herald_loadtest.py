@@ -1,5 +1,5 @@
-"""`manage.py herald_loadtest --url URL --api-key KEY --clients N (--rate R | --max) --duration S`:
-a load test to point at a running Herald deployment (see notifications/loadtest/ and
+"""`manage.py herald_loadtest --url URL --api-key KEY --clients N (--rate R | --max) --duration S
+[--churn R]`: a load test to point at a running Herald deployment (see notifications/loadtest/ and
 docs/performance.md). It uses no database and no Redis: only HTTP and WebSocket to the target."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from notifications.loadtest.runner import run
 class Command(BaseCommand):
     help = (
         "Load-test a Herald deployment: mint tokens, connect N WebSocket clients to a topic, publish over "
-        "REST at --rate R/s or --max, and report deliveries/s, publish->deliver latency, losses and duplicates."
+        "REST at --rate R/s or --max, and report deliveries/s, publish->deliver latency, losses and duplicates; "
+        "--churn R closes and resumes R clients a second; the server's RSS is sampled from its /metrics."
     )
     # Nothing local is used: no system checks (they would look at this machine's database settings).
     requires_system_checks: list[str] = []
@@ -39,6 +40,8 @@ class Command(BaseCommand):
             progress(
                 "warning: plain http:// to a host that is not this machine sends the API key and tokens unencrypted"
             )
+        if loadtest_options.metrics_token_in_clear:
+            progress("warning: plain http:// --metrics-url off this machine sends the metrics token unencrypted")
         progress(
             f"target {loadtest_options.url} (WebSocket {loadtest_options.ws_url}), topic {loadtest_options.topic!r}, "
             f"{loadtest_options.clients:,} clients"
