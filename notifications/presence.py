@@ -22,6 +22,10 @@ REFRESHES_PER_TTL = 3
 # A user's counts expire a day after their last connect, so users who never come back leave
 # nothing behind even if their node crashed.
 USER_KEY_TTL_SECONDS = 86400
+# Presence calls in flight per node. redis-py's asyncio pool refuses a command outright
+# ("Too many connections") once 100 connections are busy, so a burst of closes (a proxy dropping
+# every socket at once) would leave counts behind; past this many, calls wait their turn instead.
+MAX_CALLS_IN_FLIGHT = 32
 
 # KEYS: tenant hash, user hash. ARGV: node id, tenant limit, user limit, node key prefix, user TTL.
 # Returns 0 (counted), 1 (tenant full) or 2 (user full). Fields of dead nodes are dropped.
@@ -99,6 +103,7 @@ class RedisCounter:
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
         self._refresher: asyncio.Task[None] | None = None
+        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     def _keys(self, tenant_id: int, user_pk: int) -> list[str]:
         return [f"{self.prefix}:t{tenant_id}", f"{self.prefix}:t{tenant_id}:u{user_pk}"]
@@ -130,12 +135,13 @@ class RedisCounter:
 
     async def acquire(self, tenant_id: int, user_pk: int, *, tenant_limit: int, user_limit: int) -> int:
         try:
-            return int(
-                await self._acquire(
-                    keys=self._keys(tenant_id, user_pk),
-                    args=[self.node_id, tenant_limit, user_limit, f"{self.prefix}:node:", USER_KEY_TTL_SECONDS],
+            async with self._in_flight:
+                return int(
+                    await self._acquire(
+                        keys=self._keys(tenant_id, user_pk),
+                        args=[self.node_id, tenant_limit, user_limit, f"{self.prefix}:node:", USER_KEY_TTL_SECONDS],
+                    )
                 )
-            )
         except Exception:
             # Redis is down: let the connection in (fail open) rather than lock every user out.
             logger.warning("presence unavailable; connection limits not enforced", exc_info=True)
@@ -143,7 +149,8 @@ class RedisCounter:
 
     async def release(self, tenant_id: int, user_pk: int) -> None:
         try:
-            await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])
+            async with self._in_flight:
+                await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])
         except Exception:
             logger.warning("presence release failed", exc_info=True)
 
