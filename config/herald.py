@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # stuck client's backlog from Herald; 64 KiB (the kernel doubles it) still streams ~1 MB/s
     # even at 100 ms round trips, far more than notifications need.
     "SOCKET_SEND_BUFFER_BYTES": 64 * 1024,
+    # permessage-deflate on uvicorn. Off: every browser offers it, and accepting costs ~40 KB of
+    # zlib state per connection (measured: 31.5 -> 71.4 KB per idle socket) to shrink frames that
+    # are a few hundred bytes; the fast path sends frames uncompressed anyway.
+    "WS_COMPRESSION": False,
 }
 
 

@@ -305,6 +305,7 @@ HERALD = {
     "MAX_CLIENT_FRAME_BYTES": env_int("HERALD_MAX_CLIENT_FRAME_BYTES", 65536, minimum=1024),
     "MAX_OUTBOUND_BYTES": env_int("HERALD_MAX_OUTBOUND_BYTES", 512 * 1024, minimum=16 * 1024),
     "SOCKET_SEND_BUFFER_BYTES": env_int("HERALD_SOCKET_SEND_BUFFER_BYTES", 64 * 1024, minimum=0),
+    "WS_COMPRESSION": env_bool("HERALD_WS_COMPRESSION", False),
 }
 
 # --- Logging: one JSON object per line on stderr; never a secret (config/logging.py) ------------

@@ -129,3 +129,25 @@ async def test_worker_mode_web_node_plus_separate_fanout_worker(herald_processes
     finally:
         worker.terminate()
         assert worker.wait(15) == 0  # SIGTERM: finishes in-hand work, exits cleanly
+
+
+@pytest.mark.parametrize(("setting", "negotiated"), [("0", False), ("1", True)])
+async def test_permessage_deflate_is_refused_unless_enabled(herald_processes, acme_key, setting, negotiated):
+    """Every browser offers permessage-deflate; accepting it costs ~40 KB per connection."""
+    from websockets.asyncio.client import connect
+
+    server = herald_processes("node", HERALD_WS_COMPRESSION=setting)
+    token = mint(server.url, acme_key, "alice")
+    async with connect(server.ws_url, compression="deflate", ping_interval=None) as socket:
+        extensions = socket.response.headers.get("Sec-WebSocket-Extensions")
+        assert (extensions is not None and "permessage-deflate" in extensions) is negotiated
+        await socket.send(json.dumps({"type": "auth", "token": token}))
+        welcome = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert welcome["type"] == "welcome" and welcome["user"] == "alice"
+        while json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] != "resumed":
+            pass
+        # Live frames are written to the socket uncompressed, which a deflate session allows.
+        status, body = rest(server.url, "POST", "/api/v1/events", {"kind": "k", "recipients": ["alice"]}, acme_key)
+        assert status == 202
+        frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert frame["type"] == "notification" and frame["id"] == body["id"]

@@ -146,6 +146,8 @@ class Command(BaseCommand):
             ws_max_size=herald_settings.MAX_CLIENT_FRAME_BYTES,
             ws_ping_interval=20,
             ws_ping_timeout=30,
+            # Never negotiated unless asked for: see HERALD_WS_COMPRESSION (config/herald.py).
+            ws_per_message_deflate=herald_settings.WS_COMPRESSION,
             # Room for a burst of reconnecting clients (uvicorn's default is 2048).
             backlog=4096,
             proxy_headers=options["proxy_headers"],
