@@ -32,37 +32,7 @@ if [ "${PROFILE:-0}" = 1 ]; then   # py-spy: Herald's venv, else the harness cop
     "$REPO/.venv/bin/pip" install -q py-spy && PYSPY="$REPO/.venv/bin/py-spy"
   fi
 fi
-[ "$REDIS_PORT" != 6379 ] || { say "REST_BENCH_REDIS_PORT must not be 6379"; exit 2; }
-
-pids=()
-cleanup() {  # the server first, then its Redis
-  local index
-  for (( index=${#pids[@]}-1; index>=0; index-- )); do kill "${pids[$index]}" 2>/dev/null || true; sleep 0.5; done
-}
-trap cleanup EXIT
-
-say "redis on $REDIS_PORT (CPU 0)"
-taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-  >"$OUT/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-env_common=(DJANGO_SETTINGS_MODULE=config.settings
-            SECRET_KEY=herald-bench-secret-key-used-only-on-loopback-0123456789abcdef
-            DEBUG=0 ALLOWED_HOSTS=127.0.0.1,localhost SECURE_SSL_REDIRECT=0 DATABASE_URL="$DB_URL")
-scripts/services >&2 || { say "PostgreSQL/Redis are not available (scripts/services)"; exit 1; }
-PGPASSWORD=herald createdb -h 127.0.0.1 -U herald "${DB_URL##*/}" 2>/dev/null || true
-say "database: tenant, topic, API key, end users u0..u999"
-setup="$(timeout 120 env "${env_common[@]}" "$PY" bench/setup_herald.py --tokens 1000 --state-dir "$OUT/state")"
-eval "$setup"
-
-say "server on $PORT (CPU 0)"
-taskset -c 0 env "${env_common[@]}" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" HERALD_REDIS_PREFIX=herald-bench \
-  LOG_LEVEL=WARNING "$PY" bench/peer/herald/serve_bench.py "$PORT" 4096 >"$OUT/server.log" 2>&1 &
-server=$!
-pids+=($server)
-for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || { say "server did not start"; tail -20 "$OUT/server.log"; exit 1; }
+source "$REPO/bench/start_server.sh"
 
 cpu_ticks() {  # utime+stime of a PID
   awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
