@@ -40,7 +40,8 @@ def _api_key_principal(credential: str) -> ApiKeyPrincipal:
     prefix, secret = parts[1], parts[2]
     if not _PREFIX.match(prefix):
         raise Unauthorized(_INVALID_KEY)
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    # order_by(): a unique lookup needs no ordering (the default one joins Tenant to sort by slug).
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).order_by().first()
     # compare_digest even when the prefix is unknown, so timing does not reveal which prefixes exist.
     expected = api_key.secret_hash if api_key else "0" * 64
     matches = hmac.compare_digest(expected, api_key_hash(secret))

@@ -168,7 +168,7 @@ def connection_token_mint(
 def end_user_ensure(*, tenant: Tenant, external_id: str) -> EndUser:
     if not EXTERNAL_ID_PATTERN.match(external_id):
         raise ValidationFailed(fields={"user_id": ["Not a valid user id."]})
-    end_user = EndUser.objects.filter(tenant=tenant, external_id=external_id).first()
+    end_user = EndUser.objects.filter(tenant=tenant, external_id=external_id).order_by().first()  # unique: no sort
     if end_user is not None:
         return end_user
     try:
@@ -186,7 +186,8 @@ def end_users_ensure(*, tenant: Tenant, external_ids: list[str]) -> dict[str, in
         [EndUser(tenant=tenant, external_id=external_id) for external_id in unique_ids],
         ignore_conflicts=True,
     )
-    return dict(EndUser.objects.filter(tenant=tenant, external_id__in=unique_ids).values_list("external_id", "pk"))
+    rows = EndUser.objects.filter(tenant=tenant, external_id__in=unique_ids).order_by()
+    return dict(rows.values_list("external_id", "pk"))
 
 
 @transaction.atomic

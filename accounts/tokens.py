@@ -71,7 +71,10 @@ def token_verify(token: str) -> VerifiedToken:
     kid = header.get("kid")
     if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not _KID_PATTERN.match(kid):
         raise Unauthorized(_INVALID)
-    signing_key = SigningKey.objects.select_related("tenant").filter(kid=kid, revoked_at__isnull=True).first()
+    # order_by(): a unique lookup needs no ordering (the default one joins Tenant to sort by slug).
+    signing_key = (
+        SigningKey.objects.select_related("tenant").filter(kid=kid, revoked_at__isnull=True).order_by().first()
+    )
     if signing_key is None:
         raise Unauthorized(_INVALID)
     try:

@@ -55,7 +55,7 @@ def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> t
     ones. A topic is allowed if the token names it, or, when the token names none, if the topic
     allows client subscriptions. Unknown and forbidden topics are refused alike, so nothing
     leaks about which topics exist."""
-    topics = {t.key: t for t in Topic.objects.filter(tenant=principal.tenant, key__in=keys)}
+    topics = {t.key: t for t in Topic.objects.filter(tenant=principal.tenant, key__in=keys).order_by()}
     granted = principal.granted_topics
     refused = [
         key
@@ -135,6 +135,8 @@ def inbox_list(
 
 def _topic_keys(event_ids: list[int]) -> dict[int, list[str]]:
     keys: dict[int, list[str]] = {event_id: [] for event_id in event_ids}
+    if not event_ids:
+        return keys  # Django would still build the query before finding it empty
     for event_id, key in (
         Event.topics.through.objects.filter(event_id__in=event_ids)
         .order_by("topic__key")

@@ -145,7 +145,7 @@ def _topics_for(tenant: Tenant, items: list[EventInput]) -> dict[str, Topic]:
     keys = {key for item in items for key in item.topics}
     if not keys:
         return {}
-    return {topic.key: topic for topic in Topic.objects.filter(tenant=tenant, key__in=keys)}
+    return {topic.key: topic for topic in Topic.objects.filter(tenant=tenant, key__in=keys).order_by()}
 
 
 def _validate_items(tenant: Tenant, items: list[EventInput], topics_by_key: dict[str, Topic]) -> None:
