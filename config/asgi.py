@@ -2,11 +2,15 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Set Django up before importing anything that touches models.
-django_http = get_asgi_application()
+# Set Django up before importing anything that touches models (what get_asgi_application does).
+django.setup(set_prefix=False)
+
+from config.http import SyncChainASGIHandler  # noqa: E402
+
+django_http = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -21,9 +21,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class _SyncAndAsync:
-    """Both kinds of middleware in one class (Django's "sync_and_async" middleware). Under ASGI
-    every middleware in the stack is async-capable, so a request makes one thread hop (for the
-    view) instead of hopping between the event loop and threads at each sync-only middleware."""
+    """Both kinds of middleware in one class (Django's "sync_and_async" middleware). Herald's
+    ASGI handler (config/http.py) runs the chain in sync mode, in one thread hop per request; the
+    async half serves a stack that runs in async mode (Django's own ASGIHandler)."""
 
     sync_capable = True
     async_capable = True

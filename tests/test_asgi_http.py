@@ -1,0 +1,109 @@
+"""Django's HTTP side under ASGI (config/http.py): the middleware chain and the view run in sync
+mode, in one thread hop per request, and a request still gets everything Django's own ASGI handler
+gives it: every middleware on both halves, the request signals, the JSON body."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import iscoroutinefunction
+from django.core.signals import request_finished, request_started
+
+from config.http import SyncChainASGIHandler
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_chain_is_loaded_in_sync_mode():
+    handler = SyncChainASGIHandler()
+    assert not iscoroutinefunction(handler._middleware_chain)
+
+
+def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[dict, bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-length", str(len(body)).encode()), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(30)  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=20))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return start, body
+
+
+def test_a_publish_through_the_asgi_application(tenant, make_key, make_topic):
+    from config.asgi import application
+
+    make_topic(tenant, "news")
+    secret = make_key(tenant)
+    signals: list[str] = []
+
+    def started(**kwargs: Any) -> None:
+        signals.append("started")
+
+    def finished(**kwargs: Any) -> None:
+        signals.append("finished")
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        start, body = call(
+            application,
+            method="POST",
+            path="/api/v1/events",
+            body=json.dumps({"kind": "k", "topics": ["news"]}).encode(),
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"authorization", f"Bearer {secret}".encode()),
+                (b"x-request-id", b"asgi-test-1"),
+            ],
+        )
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert start["status"] == 202, body
+    assert json.loads(body) == {"id": 1}
+    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    assert headers["x-request-id"] == "asgi-test-1"  # the outermost middleware (request log)
+    assert headers["x-frame-options"] == "DENY"  # the innermost of Django's own
+    assert headers["x-content-type-options"] == "nosniff"  # security middleware
+    # request_finished is what hands the request's pooled database connection back.
+    assert signals == ["started", "finished"]
+
+
+def test_an_error_is_json_through_the_asgi_application(tenant):
+    from config.asgi import application
+
+    start, body = call(
+        application,
+        method="POST",
+        path="/api/v1/events",
+        body=b"{}",
+        headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer hk_0000000000_nope")],
+    )
+    assert start["status"] == 401
+    assert json.loads(body)["error"]["code"] == "unauthorized"
