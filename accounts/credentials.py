@@ -7,6 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from types import SimpleNamespace
+from typing import Any
+
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
 
 from accounts import services
 from accounts.exceptions import TenantInactive, Unauthorized
@@ -72,6 +77,15 @@ def end_user_principal_from_token(token: str) -> EndUserPrincipal:
         via="token",
         signing_kid=verified.signing_key.kid,
     )
+
+
+def session_user(session: Any) -> Any:
+    """The Django user signed in to a WebSocket handshake's session (`scope["session"]`), or
+    AnonymousUser: what Django's AuthenticationMiddleware gives a request. Reads the database, so
+    call it from a worker thread (config.db.in_thread)."""
+    if session is None:
+        return AnonymousUser()
+    return auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
 
 
 def end_user_principal_from_session(user: object) -> EndUserPrincipal | None:

@@ -12,8 +12,8 @@ from config.http import SyncChainASGIHandler  # noqa: E402
 
 django_http = SyncChainASGIHandler()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
@@ -26,7 +26,10 @@ application = HeraldApplication(
         {
             # In the embedded default Herald serves its own static files; behind nginx, nginx does.
             "http": ASGIStaticFilesHandler(django_http) if settings.HERALD_SERVE_STATIC else django_http,
-            "websocket": SessionOriginMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            # The session only: the consumers that use it read its user in a thread hop they make
+            # anyway (accounts.credentials.session_user); Channels' AuthMiddlewareStack would
+            # make one more per handshake, for every socket, signed in or not.
+            "websocket": SessionOriginMiddleware(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

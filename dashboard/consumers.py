@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from accounts.credentials import session_user
 from config.db import in_thread
 from dashboard import selectors
 from notifications import delivery
@@ -31,16 +32,18 @@ class OpsConsumer(AsyncWebsocketConsumer):
         self.group: str | None = None
         self.last_received = time.monotonic()
         self.closing = False
-        user = self.scope.get("user")
         self.tenants: dict[str, int] = {}
         if self.scope.get("herald_session_allowed"):
-            self.tenants = {slug: pk for pk, slug in await in_thread(selectors.watchable_tenants)(user=user)}
+            self.tenants = {slug: pk for pk, slug in await in_thread(self._watchable)()}
         if not self.tenants:
             await self.close()  # before accept: the handshake is refused with 403
             return
         await self.accept()
         self.hub = await get_hub()
         await self._send({"type": "tenants", "tenants": sorted(self.tenants)})
+
+    def _watchable(self) -> list[tuple[int, str]]:
+        return selectors.watchable_tenants(user=session_user(self.scope.get("session")))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_received = time.monotonic()

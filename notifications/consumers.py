@@ -307,7 +307,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if token is not None:
             return credentials.end_user_principal_from_token(token)
         if self.scope.get("herald_session_allowed"):
-            principal_from_session = credentials.end_user_principal_from_session(self.scope.get("user"))
+            principal_from_session = credentials.end_user_principal_from_session(
+                credentials.session_user(self.scope.get("session"))
+            )
             if principal_from_session is not None:
                 return principal_from_session
         raise Unauthorized("Send a connection token in the auth frame.")

@@ -198,13 +198,18 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
         return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="invalid_cursor")
     limit = herald_settings.REPLAY_MAX
     rows: list[Notification] = []
+    events: list[Event] = []
+    # Positions are handed out by the stream counter, in the transaction that moves it or after
+    # it, so nothing in this snapshot lies past `last`: a socket starting there (a new socket on a
+    # quiet stream, a client that saw everything) has nothing to read.
+    if start >= last:
+        return Backlog(frames=[], recovered=True, start=start, cursor=max(start, delivered))
     if inbox:
         rows = list(
             Notification.objects.filter(tenant_id=user.tenant_id, user=user, seq__gt=start)
             .select_related("event")
             .order_by("seq")[: limit + 1]
         )
-    events: list[Event] = []
     if topic_ids:
         events = list(
             Event.objects.filter(

@@ -56,3 +56,66 @@ def test_authenticating_a_socket_never_sorts_by_tenant(tenant, make_token, make_
         selectors.socket_start(user=principal.end_user, since=None, topic_ids=list(allowed.values()))
     assert refused == ["nope"]
     assert sorted_by_tenant(queries) == []
+
+
+def test_a_run_of_small_events_costs_the_same_statements_as_one(api, tenant, make_topic, run_fanout):
+    """Live-topic and direct events are finished together: positions, inbox rows, completion and
+    job removal take a fixed number of statements per run, not a few per event."""
+    from notifications.models import Event, Notification, Stream
+
+    make_topic(tenant, "live")
+
+    def round_statements(count: int) -> int:
+        events = [
+            {"kind": "k", "topics": ["live"]}
+            if index % 2
+            else {"kind": "k", "topics": ["live"], "recipients": ["a", "b"]}
+            for index in range(count)
+        ]
+        assert api.post("/api/v1/events/batch", {"events": events}, format="json").status_code == 202
+        with CaptureQueriesContext(connection) as queries:
+            assert run_fanout() == count
+        return len(queries.captured_queries)
+
+    round_statements(1)  # the first sight of users a and b creates them
+    one, ten = round_statements(1), round_statements(10)
+    assert one == ten, (one, ten)
+    events = list(Event.objects.filter(tenant=tenant).order_by("number"))
+    assert [event.seq for event in events] == list(range(1, 13))
+    assert {event.status for event in events} == {Event.Status.DELIVERED}
+    assert all(event.delivered_at is not None for event in events)
+    assert [event.recipient_count for event in events] == [2, 2] + [2, 0] * 5
+    stream = Stream.objects.get(tenant=tenant)
+    assert stream.last_seq == stream.delivered_seq == 12
+    assert Notification.objects.filter(tenant=tenant).count() == 14
+
+
+@pytest.mark.django_db(transaction=True)  # socket_start sets its own isolation level
+def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_token, make_topic, run_fanout):
+    """A new socket, or a client that saw everything, starts at the stream's last position: the
+    backlog queries are skipped; one that is behind still gets its replay."""
+    make_topic(tenant, "live", allow_client_subscribe=True)
+    token = make_token(tenant, "alice")
+    principal = credentials.end_user_principal_from_token(token)
+    for body in ({"kind": "k", "recipients": ["alice"]}, {"kind": "k", "topics": ["live"]}):
+        assert api.post("/api/v1/events", body, format="json").status_code == 202
+    assert run_fanout() == 2
+    allowed, _ = selectors.topics_partition(principal=principal, keys=("live",))
+
+    def start(since: int | None) -> tuple[selectors.SocketStart, list[str]]:
+        with CaptureQueriesContext(connection) as queries:
+            result = selectors.socket_start(user=principal.end_user, since=since, topic_ids=list(allowed.values()))
+        backlog_reads = [
+            q["sql"]
+            for q in queries.captured_queries
+            if "ORDER BY" in q["sql"]
+            and any(f'FROM "notifications_{table}"' in q["sql"] for table in ("notification", "event"))
+        ]
+        return result, backlog_reads
+
+    fresh, reads = start(None)
+    assert reads == [] and fresh.backlog.frames == [] and fresh.backlog.cursor == 2 and fresh.unread == 1
+    current, reads = start(2)
+    assert reads == [] and current.backlog.frames == [] and current.backlog.recovered
+    behind, reads = start(0)
+    assert len(reads) == 2 and [frame["cursor"] for frame in behind.backlog.frames] == ["1", "2"]
