@@ -1,5 +1,6 @@
 """The ASGI application: HTTP (Django + DRF) and WebSocket (/ws/v1/) for Daphne or uvicorn."""
 
+import gc
 import os
 
 import django
@@ -33,3 +34,10 @@ application = HeraldApplication(
         }
     )
 )
+
+# Everything loaded so far (Django, the apps, the URL and model registries: ~100,000 objects) lives
+# as long as the process. Move it out of the garbage collector's sight, so a full collection only
+# walks what was created since. Full collections run while the number of live objects grows (a
+# node taking on connections), and each one stalls the event loop, every socket's delivery with it,
+# for as long as the walk takes (docs/performance.md, "Garbage collection").
+gc.freeze()
