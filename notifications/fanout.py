@@ -418,7 +418,8 @@ def ensure_local_runner() -> None:
 async def stop_local_runner() -> None:
     global _local_runner, _local_runner_task
     task, _local_runner, _local_runner_task = _local_runner_task, None, None
-    if task is not None:
+    # A task of a loop that has since closed is already over (and cannot be awaited from here).
+    if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
         task.cancel()
         # Bounded: a fan-out round in its thread finishes its current batch first.
         await asyncio.wait([task], timeout=30)

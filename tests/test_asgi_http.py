@@ -49,7 +49,15 @@ def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[b
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=20))
+    async def run() -> None:
+        from notifications.fanout import stop_local_runner
+
+        try:
+            await asyncio.wait_for(app(scope, receive, send), timeout=20)
+        finally:
+            await stop_local_runner()  # the application started one on this loop
+
+    asyncio.run(run())
     start = next(message for message in sent if message["type"] == "http.response.start")
     body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
     return start, body
