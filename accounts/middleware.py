@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.middleware import BaseMiddleware
+from channels.sessions import SessionMiddlewareStack
 from django.conf import settings
 from django.http.request import validate_host
 
@@ -37,13 +37,28 @@ def origin_allows_session(headers: list[tuple[bytes, bytes]]) -> bool:
     return validate_host(parts.hostname, hosts)
 
 
-class SessionOriginMiddleware(BaseMiddleware):
+class SessionOriginMiddleware:
+    """Marks whether the handshake may use the session (`herald_session_allowed`), and sends it
+    through Channels' cookie and session middleware only when it may and carries a session cookie.
+    A socket that authenticates with a token (the usual case) then holds no session objects and
+    parses no cookies; the consumers treat a missing `session` as no session."""
+
+    def __init__(self, inner: Any) -> None:
+        self.without_session = inner
+        self.with_session = SessionMiddlewareStack(inner)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        headers = scope.get("headers", [])
+        allowed = origin_allows_session(headers)
         scope = dict(
             scope,
-            herald_session_allowed=origin_allows_session(scope.get("headers", [])),
+            herald_session_allowed=allowed,
             # The server's own send, before the session middleware wraps it: live frames are
             # written through it (notifications/transport.py), skipping a wrapper per frame.
             herald_server_send=send,
         )
-        return await super().__call__(scope, receive, send)
+        cookie_name = settings.SESSION_COOKIE_NAME.encode("latin-1")
+        # A substring test: a false match only costs the session middleware's parsing.
+        has_cookie = any(name == b"cookie" and cookie_name in value for name, value in headers)
+        app = self.with_session if allowed and has_cookie else self.without_session
+        return await app(scope, receive, send)

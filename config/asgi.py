@@ -14,7 +14,6 @@ from config.http import SyncChainASGIHandler  # noqa: E402
 django_http = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
@@ -27,10 +26,11 @@ application = HeraldApplication(
         {
             # In the embedded default Herald serves its own static files; behind nginx, nginx does.
             "http": ASGIStaticFilesHandler(django_http) if settings.HERALD_SERVE_STATIC else django_http,
-            # The session only: the consumers that use it read its user in a thread hop they make
-            # anyway (accounts.credentials.session_user); Channels' AuthMiddlewareStack would
-            # make one more per handshake, for every socket, signed in or not.
-            "websocket": SessionOriginMiddleware(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            # The session (for handshakes with a session cookie from an allowed origin) but not
+            # Channels' AuthMiddlewareStack: the consumers that use a session read its user in a
+            # thread hop they make anyway (accounts.credentials.session_user), where the auth
+            # middleware would make one more per handshake, signed in or not.
+            "websocket": SessionOriginMiddleware(URLRouter(websocket_urlpatterns)),
         }
     )
 )

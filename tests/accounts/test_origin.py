@@ -42,3 +42,34 @@ def test_explicitly_allowed_origins(settings):
 
 def test_non_ascii_origin_is_refused():
     assert origin_allows_session([(b"origin", "https://\u00e9vil.example".encode())]) is False
+
+
+@pytest.mark.parametrize(
+    ("extra_headers", "gets_session"),
+    [
+        ([], False),  # a token client: no cookie, no session objects
+        ([(b"cookie", b"theme=dark")], False),
+        ([(b"cookie", b"theme=dark; sessionid=abc")], True),
+        ([(b"cookie", b"sessionid=abc"), (b"origin", b"https://evil.example")], False),  # hijacking attempt
+        ([(b"cookie", b"sessionid=abc"), (b"origin", b"http://localhost")], True),
+    ],
+)
+def test_the_session_middleware_runs_only_for_a_usable_session_cookie(settings, extra_headers, gets_session):
+    import asyncio
+
+    from accounts.middleware import SessionOriginMiddleware
+
+    settings.ALLOWED_HOSTS = ["localhost"]
+    seen: list[dict] = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope)
+
+    async def send(message):
+        pass
+
+    scope = {"type": "websocket", "path": "/ws/v1/", "headers": [(b"host", b"localhost"), *extra_headers]}
+    asyncio.run(SessionOriginMiddleware(inner)(scope, None, send))
+    assert ("session" in seen[0]) is gets_session
+    assert seen[0]["herald_server_send"] is send
+    assert seen[0]["herald_session_allowed"] is (b"https://evil.example" not in dict(extra_headers).values())
