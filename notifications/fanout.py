@@ -159,7 +159,7 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
     recipients = [user for event in events for user in event.recipients]
     with transaction.atomic():
         user_pks = end_users_ensure(tenant=jobs[0].event.tenant, external_ids=recipients) if recipients else {}
-        seq = _advance_stream(tenant_id, len(events)) - len(events)
+        seq = _take_positions(tenant_id, len(events), delivered=True) - len(events)
         rows = []
         for event in events:
             seq += 1
@@ -173,7 +173,7 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
             ]
         if rows:
             Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
-        _mark_delivered(events, now)
+        _mark_delivered(tenant_id, events, now)
         FanoutJob.objects.filter(pk__in=[job.pk for job in jobs]).delete()
     for event in events:
         pairs = topics[event.pk]
@@ -195,35 +195,39 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
                 )
 
 
-def _advance_stream(tenant_id: int, count: int) -> int:
-    """Hand out the tenant's next `count` stream positions, counted as delivered at once (the
-    caller writes their inbox rows in the same transaction); return the last one. One UPDATE
-    instead of a locking read and a save; the row stays locked until the caller commits."""
+def _take_positions(tenant_id: int, count: int, *, delivered: bool) -> int:
+    """Hand out the tenant's next `count` stream positions and return the last one; `delivered`
+    counts them as delivered at once (the caller writes their inbox rows in the same transaction).
+    One UPDATE; the row stays locked until the caller commits, which keeps positions in commit
+    order."""
+    set_delivered = ", delivered_seq = last_seq + %s" if delivered else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE notifications_stream SET last_seq = last_seq + %s, delivered_seq = last_seq + %s "
+            f"UPDATE notifications_stream SET last_seq = last_seq + %s{set_delivered} "  # noqa: S608
             "WHERE tenant_id = %s RETURNING last_seq",
-            [count, count, tenant_id],
+            [count, count, tenant_id] if delivered else [count, tenant_id],
         )
         row = cursor.fetchone()
     if row is None:  # the tenant's first fan-out
         Stream.objects.get_or_create(tenant_id=tenant_id)
-        return _advance_stream(tenant_id, count)
+        return _take_positions(tenant_id, count, delivered=delivered)
     return int(row[0])
 
 
-def _mark_delivered(events: list[Event], now: datetime) -> None:
+def _mark_delivered(tenant_id: int, events: list[Event], now: datetime) -> None:
     """Store the positions, status and recipient counts of a run's events: one UPDATE for the
     run (a plain UPDATE per event, or bulk_update's CASE expressions, cost more to build)."""
     values = ", ".join(["(%s, %s, %s)"] * len(events))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE notifications_event SET seq = v.column2, recipient_count = v.column3, status = %s, "  # noqa: S608
-            f"delivered_at = %s FROM (VALUES {values}) AS v WHERE notifications_event.id = v.column1",
+            f"delivered_at = %s FROM (VALUES {values}) AS v "
+            "WHERE notifications_event.id = v.column1 AND notifications_event.tenant_id = %s",
             [
                 Event.Status.DELIVERED,
                 connection.ops.adapt_datetimefield_value(now),
                 *(value for event in events for value in (event.pk, event.seq, event.recipient_count)),
+                tenant_id,
             ],
         )
 
@@ -269,10 +273,7 @@ def fanout_event(job: FanoutJob) -> None:
 
 def _assign_position(event: Event) -> None:
     with transaction.atomic():
-        stream, _ = Stream.objects.select_for_update().get_or_create(tenant_id=event.tenant_id)
-        stream.last_seq += 1
-        stream.save(update_fields=["last_seq"])
-        event.seq = stream.last_seq
+        event.seq = _take_positions(event.tenant_id, 1, delivered=False)
         event.status = Event.Status.DELIVERING
         event.save(update_fields=["seq", "status"])
 
@@ -370,9 +371,11 @@ class FanoutRunner:
                     # Go round again at once only when a tenant's batch was full. Jobs committed
                     # during a round have set the wake-up again, so they get the next round without
                     # an empty round (a thread hop and a query) after every publish.
-                    while (done := await process()) >= JOBS_PER_TENANT_ROUND:
+                    while True:
+                        done = await process()
                         self.completed += done
-                    self.completed += done
+                        if done < JOBS_PER_TENANT_ROUND:
+                            break
                 except Exception:
                     logger.warning("fan-out round failed; retrying after the next sweep", exc_info=True)
         finally:
