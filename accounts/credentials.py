@@ -18,6 +18,7 @@ from accounts.exceptions import TenantInactive, Unauthorized
 from accounts.models import ApiKey, Membership
 from accounts.principals import ApiKeyPrincipal, EndUserPrincipal
 from accounts.tokens import token_verify
+from config.db import fetch_one
 
 API_KEY_PREFIX = "hk_"
 # Prefixes are 10 lowercase hex characters (accounts.services._generate_api_key).
@@ -45,8 +46,7 @@ def _api_key_principal(credential: str) -> ApiKeyPrincipal:
     prefix, secret = parts[1], parts[2]
     if not _PREFIX.match(prefix):
         raise Unauthorized(_INVALID_KEY)
-    # order_by(): a unique lookup needs no ordering (the default one joins Tenant to sort by slug).
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).order_by().first()
+    api_key = fetch_one(ApiKey, "m.prefix = %s", [prefix], related="tenant")  # on every request: no ORM compile
     # compare_digest even when the prefix is unknown, so timing does not reveal which prefixes exist.
     expected = api_key.secret_hash if api_key else "0" * 64
     matches = hmac.compare_digest(expected, api_key_hash(secret))

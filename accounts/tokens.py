@@ -12,6 +12,7 @@ import jwt
 
 from accounts.exceptions import TokenExpired, Unauthorized
 from accounts.models import EXTERNAL_ID_PATTERN, SigningKey
+from config.db import fetch_one
 from config.herald import herald_settings
 
 ALGORITHM = "HS256"
@@ -71,10 +72,8 @@ def token_verify(token: str) -> VerifiedToken:
     kid = header.get("kid")
     if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not _KID_PATTERN.match(kid):
         raise Unauthorized(_INVALID)
-    # order_by(): a unique lookup needs no ordering (the default one joins Tenant to sort by slug).
-    signing_key = (
-        SigningKey.objects.select_related("tenant").filter(kid=kid, revoked_at__isnull=True).order_by().first()
-    )
+    # On every connect: a lookup without the ORM's compile.
+    signing_key = fetch_one(SigningKey, "m.kid = %s AND m.revoked_at IS NULL", [kid], related="tenant")
     if signing_key is None:
         raise Unauthorized(_INVALID)
     try:

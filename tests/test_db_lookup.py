@@ -1,0 +1,54 @@
+"""config.db.fetch_one: the hot-path lookups (API key, signing key, end user) give exactly what the
+ORM's select_related().first() gives, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import ApiKey, EndUser, SigningKey, Tenant
+from accounts.services import end_user_ensure, signing_key_current
+from config.db import fetch_one
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(instance: Model) -> dict[str, Any]:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def test_an_api_key_and_its_tenant_come_back_as_the_orm_reads_them(tenant: Tenant, make_key: Any) -> None:
+    make_key(tenant)
+    ApiKey.objects.filter(tenant=tenant).update(last_used_at=timezone.now() - timedelta(days=1), scopes=["publish"])
+    Tenant.objects.filter(pk=tenant.pk).update(is_active=False, allowed_origins="https://a.example")
+    expected = ApiKey.objects.select_related("tenant").get(tenant=tenant)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = fetch_one(ApiKey, "m.prefix = %s", [expected.prefix], related="tenant")
+        assert found is not None
+        assert _values(found) == _values(expected)
+        assert _values(found.tenant) == _values(expected.tenant)  # loaded with the key: no second query
+    assert len(queries) == 1
+    assert found.scopes == ["publish"] and found.tenant.is_active is False
+    assert found.last_used_at is not None and found.last_used_at.tzinfo is not None
+    assert found._state.adding is False  # a saved row: save() updates it
+    assert fetch_one(ApiKey, "m.prefix = %s", ["nope"], related="tenant") is None
+
+
+def test_signing_keys_and_end_users(tenant: Tenant, other_tenant: Tenant) -> None:
+    key = signing_key_current(tenant=tenant)
+    found = fetch_one(SigningKey, "m.kid = %s AND m.revoked_at IS NULL", [key.kid], related="tenant")
+    assert found is not None and _values(found) == _values(key) and found.tenant.slug == tenant.slug
+    SigningKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    assert fetch_one(SigningKey, "m.kid = %s AND m.revoked_at IS NULL", [key.kid], related="tenant") is None
+
+    alice = end_user_ensure(tenant=tenant, external_id="alice")
+    assert _values(end_user_ensure(tenant=tenant, external_id="alice")) == _values(EndUser.objects.get(pk=alice.pk))
+    # The same external id in another tenant is another row.
+    assert end_user_ensure(tenant=other_tenant, external_id="alice").pk != alice.pk
