@@ -86,9 +86,14 @@ def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) 
 
 
 def unread_count(*, user: EndUser) -> int:
-    return Notification.objects.filter(
-        tenant_id=user.tenant_id, user=user, read_at__isnull=True, archived_at__isnull=True
-    ).count()
+    # Read on every connect: plain SQL (the ORM's compile of this count costs more than running it).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM notifications_notification WHERE tenant_id = %s AND user_id = %s "
+            "AND read_at IS NULL AND archived_at IS NULL",
+            [user.tenant_id, user.pk],
+        )
+        return int(cursor.fetchone()[0])
 
 
 def stream_cursor(*, tenant_id: int) -> int:
@@ -187,10 +192,13 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
     The caller has already joined the live groups, so whatever commits after this read arrives
     live; the caller drops ids it already sent. The delivered position is read first: every event
     at or below it has all its inbox rows, so the cursor returned is safe to resume from."""
-    stream = Stream.objects.filter(tenant_id=user.tenant_id).values("last_seq", "delivered_seq", "pruned_seq").first()
-    last, delivered, pruned = (
-        (stream["last_seq"], stream["delivered_seq"], stream["pruned_seq"]) if stream else (0, 0, 0)
-    )
+    # Read on every connect: plain SQL, as in unread_count.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_seq, delivered_seq, pruned_seq FROM notifications_stream WHERE tenant_id = %s",
+            [user.tenant_id],
+        )
+        last, delivered, pruned = cursor.fetchone() or (0, 0, 0)
     start = delivered if since is None else since
     if since is not None and since < pruned:
         return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="retention")
