@@ -1,5 +1,6 @@
 """The one rate limiter: fixed windows counted in the shared cache (Redis in production, so every
-node counts together). REST and WebSocket code both call `consume()`; over the limit it raises
+node counts together). REST and WebSocket code both call `consume()` (or
+`consume_in_order()` for several limits at once); over the limit it raises
 RateLimited carrying the seconds until the window resets (REST sends them as Retry-After)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 from django.core.cache import cache
 
@@ -16,43 +18,75 @@ from accounts.exceptions import RateLimited
 logger = logging.getLogger("herald.ratelimit")
 
 
-def _count(cache_key: str, cost: int, period: int) -> int:
-    # The window's counter lives a little longer than the window so the last increment lands.
-    if hasattr(cache, "incr_with_expiry"):  # Redis: one round trip (config/cache.py)
-        return int(cache.incr_with_expiry(cache_key, cost, period + 5))
-    if cache.add(cache_key, cost, timeout=period + 5):
-        return cost
-    try:
-        return int(cache.incr(cache_key, cost))
-    except ValueError:  # expired between add() and incr(): start the window again
-        cache.set(cache_key, cost, timeout=period + 5)
-        return cost
+@dataclass(frozen=True)
+class Charge:
+    """`cost` units of `action` for `key`, at most `limit` per `period`-second window."""
+
+    action: str
+    key: str
+    limit: int
+    period: int
+    cost: int = 1
 
 
 def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) -> None:
     """Count `cost` units of `action` for `key` in the current `period`-second window; raise
     RateLimited if that goes over `limit`. A refused request still counts, so hammering a limit
     does not shorten the wait."""
-    if limit <= 0:
-        raise RateLimited(retry_after=period)
+    consume_in_order([Charge(action, key, limit, period, cost)])
+
+
+def consume_in_order(charges: list[Charge]) -> None:
+    """Count the charges one after another and raise RateLimited at the first that goes over its
+    limit; the ones after it are not counted (a key over its own limit must not spend its
+    tenant's budget). On Redis that is one round trip for all of them."""
     now = time.time()
-    window = int(now // period)
+    for index, charge in enumerate(charges):
+        if charge.limit <= 0:  # nothing is allowed: count the ones before it, then refuse
+            consume_in_order(charges[:index])
+            raise RateLimited(retry_after=charge.period)
     # Hash the key: it may hold an IP address or user id, and cache keys must stay short and safe.
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    cache_key = f"rl:{action}:{period}:{window}:{digest}"
+    windows = [int(now // charge.period) for charge in charges]
+    cache_keys = [
+        f"rl:{charge.action}:{charge.period}:{window}:{hashlib.sha256(charge.key.encode()).hexdigest()[:32]}"
+        for charge, window in zip(charges, windows, strict=True)
+    ]
     try:
-        count = _count(cache_key, cost, period)
+        counts = _count(cache_keys, charges)
     except Exception:
         # The shared cache (Redis) is down. Fail open: the database, not Redis, decides whether a
         # publish is stored, and refusing every request while Redis restarts would turn a brief
         # outage into a full one. Logged so that operators see limits were not enforced.
-        logger.warning("rate limiter unavailable; allowing", extra={"action": action})
+        logger.warning("rate limiter unavailable; allowing", extra={"action": charges[0].action if charges else ""})
         return
-    if count > limit:
-        retry_after = max(1, int((window + 1) * period - now + 0.999))
-        error = RateLimited(f"Rate limit for {action} exceeded; retry later.", retry_after=retry_after)
-        error.action = action
-        raise error
+    for charge, window, count in zip(charges, windows, counts, strict=False):
+        if count > charge.limit:
+            retry_after = max(1, int((window + 1) * charge.period - now + 0.999))
+            error = RateLimited(f"Rate limit for {charge.action} exceeded; retry later.", retry_after=retry_after)
+            error.action = charge.action
+            raise error
+
+
+def _count(cache_keys: list[str], charges: list[Charge]) -> list[int]:
+    """The counters after adding each charge's cost, stopping after the first over its limit."""
+    # A window's counter lives a little longer than the window so the last increment lands.
+    expiries = [charge.period + 5 for charge in charges]
+    if hasattr(cache, "incr_in_order"):  # Redis: one round trip (config/cache.py)
+        return list(cache.incr_in_order(cache_keys, [c.cost for c in charges], expiries, [c.limit for c in charges]))
+    counts = []
+    for cache_key, charge, expiry in zip(cache_keys, charges, expiries, strict=True):
+        if cache.add(cache_key, charge.cost, timeout=expiry):
+            count = charge.cost
+        else:
+            try:
+                count = int(cache.incr(cache_key, charge.cost))
+            except ValueError:  # expired between add() and incr(): start the window again
+                cache.set(cache_key, charge.cost, timeout=expiry)
+                count = charge.cost
+        counts.append(count)
+        if count > charge.limit:
+            break
+    return counts
 
 
 def auth_failures_check(*, ip: str) -> None:

@@ -13,6 +13,20 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _clients: dict[tuple[Any, ...], Any] = {}
+_scripts: dict[int, Any] = {}  # id(redis client) -> its registered incr_in_order script
+# KEYS: the counters; ARGV: delta, timeout, limit per key. EXPIRE NX keeps an existing window's end.
+_INCR_IN_ORDER = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCRBY', key, ARGV[3 * i - 2])
+  redis.call('EXPIRE', key, ARGV[3 * i - 1], 'NX')
+  counts[i] = count
+  if count > tonumber(ARGV[3 * i]) then
+    return counts
+  end
+end
+return counts
+"""
 _lock = threading.Lock()
 
 
@@ -43,13 +57,14 @@ class SharedRedisCache(RedisCache):
                 client = _clients[key] = _ReusingClient(servers, **options)
         return client
 
-    def incr_with_expiry(self, key: str, delta: int, timeout: int) -> int:
-        """Add `delta` to a counter, creating it with a `timeout` if it is new: one round trip
-        (Django's incr() needs two, and cannot create)."""
-        redis_key = self.make_and_validate_key(key)
-        client = self._cache.get_client(redis_key, write=True)
-        pipeline = client.pipeline()
-        pipeline.incrby(redis_key, delta)
-        pipeline.expire(redis_key, timeout, nx=True)
-        count, _ = pipeline.execute()
-        return int(count)
+    def incr_in_order(self, keys: list[str], deltas: list[int], timeouts: list[int], limits: list[int]) -> list[int]:
+        """Add each delta to its counter (creating it with its timeout if new), in order, and stop
+        after the first counter that goes over its limit: one round trip for all of them. Returns
+        the counters reached, one per key counted."""
+        redis_keys = [self.make_and_validate_key(key) for key in keys]
+        client = self._cache.get_client(redis_keys[0] if redis_keys else None, write=True)
+        script = _scripts.get(id(client))
+        if script is None:
+            script = _scripts[id(client)] = client.register_script(_INCR_IN_ORDER)
+        args = [value for triple in zip(deltas, timeouts, limits, strict=True) for value in triple]
+        return [int(count) for count in script(keys=redis_keys, args=args)]
