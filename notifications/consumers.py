@@ -37,10 +37,13 @@ from notifications.transport import Outgoing, direct_socket
 
 logger = logging.getLogger("herald.ws")
 
-# Event ids remembered per connection to drop duplicates (resume seams, a topic frame arriving
-# both live-only and as an inbox row). 512 covers any seam: a replay is followed immediately by
-# the frames buffered during it.
+# Event ids remembered per connection (at least this many) to drop duplicates (resume seams, a
+# topic frame arriving both live-only and as an inbox row). 512 covers any seam: a replay is
+# followed immediately by the frames buffered during it.
 SEEN_IDS_KEPT = 512
+# ...trimmed back to SEEN_IDS_KEPT once this many more have come: deleting the oldest id on every
+# frame made each delete scan the dict's freed slots.
+SEEN_IDS_SLACK = 128
 # After closing a slow client (4010), how long it has to read up to the close frame before its
 # TCP connection is dropped and its buffered frames discarded.
 SLOW_CLIENT_ABORT_SECONDS = 2.0
@@ -407,8 +410,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         if event_id is not None and not self._first_sight(event_id, inbox):
             return
-        if self.direct is not None:
-            if self.direct.write(frame) and self.direct.backlog() > self.max_outbound_bytes:
+        direct = self.direct
+        if direct is not None:
+            if direct.write(frame) > self.max_outbound_bytes:
                 self.closer = asyncio.ensure_future(self._close_slow())
             return
         if len(self.outbox) >= self.max_outbound_frames:
@@ -435,12 +439,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     def _first_sight(self, event_id: int, inbox: bool) -> bool:
         """True if this event should be sent: never sent, or sent only as a live-only frame and
         now arriving as an inbox row."""
-        earlier = self.seen.get(event_id)
+        seen = self.seen
+        earlier = seen.get(event_id)
         if earlier is not None and (earlier or not inbox):
             return False
-        self.seen[event_id] = inbox
-        if len(self.seen) > SEEN_IDS_KEPT:
-            del self.seen[next(iter(self.seen))]
+        seen[event_id] = inbox
+        if len(seen) > SEEN_IDS_KEPT + SEEN_IDS_SLACK:  # forget the oldest ids in one go, not one per frame
+            self.seen = dict(list(seen.items())[-SEEN_IDS_KEPT:])
         return True
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:

@@ -23,20 +23,14 @@ from autobahn.websocket.protocol import PreparedMessage
 
 
 class Outgoing:
-    """One encoded frame, shared by every connection it goes to."""
+    """One encoded frame, shared by every connection it goes to: its text, and `wire`, the
+    complete WebSocket frame (server frames are unmasked, so the same bytes for everyone)."""
 
-    __slots__ = ("_wire", "text")
+    __slots__ = ("text", "wire")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        """The complete WebSocket frame (server frames are unmasked, so the same for everyone)."""
-        if self._wire is None:
-            self._wire = PreparedMessage(self.text.encode(), False, False, True).payloadHybi
-        return self._wire
+        self.wire: bytes = PreparedMessage(text.encode(), False, False, True).payloadHybi
 
 
 class DaphneSocket:
@@ -47,20 +41,17 @@ class DaphneSocket:
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
 
-    def write(self, frame: Outgoing) -> bool:
-        """Queue the frame on the socket; False if the socket is no longer open."""
+    def write(self, frame: Outgoing) -> int:
+        """Queue the frame on the socket; return the bytes written to it that the client has not
+        read yet (kernel buffers aside), or -1 if the socket is no longer open."""
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
-            return False
+            return -1
         protocol.sendData(frame.wire)
-        return True
-
-    def backlog(self) -> int:
-        """Bytes written to this socket that the client has not read yet (kernel buffers aside)."""
-        transport = self.protocol.transport
+        transport = protocol.transport
         if transport is None:
             return 0
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
     def limit_kernel_buffer(self, size: int) -> None:
         """Cap the kernel's send buffer (0 leaves Linux's autotuning on)."""
@@ -79,30 +70,28 @@ class DaphneSocket:
 class UvicornSocket:
     """Direct access to the asyncio transport of a uvicorn `websockets-sansio` WebSocket."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "transport")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
+        self.transport = protocol.transport
 
-    def write(self, frame: Outgoing) -> bool:
-        protocol = self.protocol
-        transport = protocol.transport
-        if protocol.close_sent or transport.is_closing():
-            return False
+    def write(self, frame: Outgoing) -> int:
+        """As DaphneSocket.write. Called for every delivery, so it touches as little as it can."""
+        transport = self.transport
+        if self.protocol.close_sent or transport.is_closing():
+            return -1
         transport.write(frame.wire)  # asyncio sends at once when the socket can take it
-        return True
-
-    def backlog(self) -> int:
-        return int(self.protocol.transport.get_write_buffer_size())
+        return int(transport.get_write_buffer_size())
 
     def limit_kernel_buffer(self, size: int) -> None:
-        sock = self.protocol.transport.get_extra_info("socket")
+        sock = self.transport.get_extra_info("socket")
         if size and sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def abort(self) -> None:
-        self.protocol.transport.abort()
+        self.transport.abort()
 
 
 DirectSocket = DaphneSocket | UvicornSocket
