@@ -37,13 +37,16 @@ from notifications.transport import Outgoing, direct_socket
 
 logger = logging.getLogger("herald.ws")
 
-# Event ids remembered per connection (at least this many) to drop duplicates (resume seams, a
-# topic frame arriving both live-only and as an inbox row). 512 covers any seam: a replay is
-# followed immediately by the frames buffered during it.
-SEEN_IDS_KEPT = 512
-# ...trimmed back to SEEN_IDS_KEPT once this many more have come: deleting the oldest id on every
-# frame made each delete scan the dict's freed slots.
-SEEN_IDS_SLACK = 128
+# Event ids remembered per connection to drop duplicates: a topic frame arriving both live-only
+# and as an inbox row, an event on two topics, and the seam of a resume (an event both replayed
+# and arriving live). While a replay and the live frames buffered during it are sent, every id is
+# kept. After that, an event's frames to one tenant's sockets come together: fan-out is serial per
+# tenant, and a round pushes at most fanout.JOBS_PER_TENANT_ROUND (200) events that a replay may
+# already have read. So the newest SEEN_IDS_KEPT ids are enough, trimmed back to that once
+# SEEN_IDS_SLACK more have come (deleting the oldest id on every frame made each delete scan the
+# dict's freed slots). A busy socket's window: ~9 KB (512 ids took 18.5 KB).
+SEEN_IDS_KEPT = 256
+SEEN_IDS_SLACK = 64
 # After closing a slow client (4010), how long it has to read up to the close frame before its
 # TCP connection is dropped and its buffered frames discarded.
 SLOW_CLIENT_ABORT_SECONDS = 2.0
@@ -330,10 +333,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         """Release the live frames that arrived during a replay, dropping those already sent.
         Called after the frame that ends the replay (`resumed`, or the subscribe `ack`), so the
         client counts them as new."""
-        self.replaying = False
         buffered, self.buffered = self.buffered, []
-        for frame, event_id, inbox in buffered:
-            self.push(frame, event_id, inbox)
+        for frame, event_id, inbox in buffered:  # still replaying: no seen id is forgotten yet
+            if not self.closing:
+                self._write(frame, event_id, inbox)
+        self.replaying = False
 
     async def _handle(self, frame: ClientFrame) -> None:
         assert self.principal is not None
@@ -408,6 +412,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if self.replaying:
             self.buffered.append((frame, event_id, inbox))
             return
+        self._write(frame, event_id, inbox)
+
+    def _write(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
         if event_id is not None and not self._first_sight(event_id, inbox):
             return
         direct = self.direct
@@ -444,8 +451,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if earlier is not None and (earlier or not inbox):
             return False
         seen[event_id] = inbox
-        if len(seen) > SEEN_IDS_KEPT + SEEN_IDS_SLACK:  # forget the oldest ids in one go, not one per frame
-            self.seen = dict(list(seen.items())[-SEEN_IDS_KEPT:])
+        if len(seen) > SEEN_IDS_KEPT + SEEN_IDS_SLACK and not self.replaying:
+            self.seen = dict(list(seen.items())[-SEEN_IDS_KEPT:])  # the oldest go, in one go
         return True
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:

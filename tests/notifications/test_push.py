@@ -75,6 +75,22 @@ def test_the_newest_ids_are_remembered_across_the_trim() -> None:
     assert list(consumer.seen)[-1] == total - 1  # insertion order kept: the oldest go first
 
 
+def test_a_replay_and_its_buffered_live_frames_forget_no_id() -> None:
+    consumer, protocol = _consumer()
+    frame = Outgoing("{}")
+    replayed = SEEN_IDS_KEPT * 4  # a replay longer than the window (REPLAY_MAX is 1,000)
+    consumer.replaying = True
+    for event_id in range(replayed):  # what _replay does for each backlog frame
+        assert consumer._first_sight(event_id, False)
+    for event_id in range(replayed):  # the same events, arriving live during the replay
+        consumer.push(frame, event_id, False)
+    consumer.push(frame, replayed, False)  # and one that is new
+    assert protocol.transport.written == []  # buffered until the replay ends
+    asyncio.run(consumer._end_replay())
+    assert protocol.transport.written == [frame.wire]  # only the new one: no duplicate
+    assert consumer.replaying is False
+
+
 def test_a_socket_over_its_outbound_limit_is_closed_and_a_closed_one_gets_nothing() -> None:
     consumer, protocol = _consumer()
     closed: list[Any] = []
