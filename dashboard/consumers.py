@@ -67,7 +67,7 @@ class OpsConsumer(AsyncWebsocketConsumer):
         if self.hub is not None and self.group is not None:
             self.hub.leave(self, self.group)
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
         # One small frame per node per second: sending it from a task of its own is cheap.
         if not self.closing:
             self.sending = asyncio.ensure_future(self.send(text_data=frame.text))

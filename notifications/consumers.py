@@ -44,7 +44,9 @@ logger = logging.getLogger("herald.ws")
 # tenant, and a round pushes at most fanout.JOBS_PER_TENANT_ROUND (200) events that a replay may
 # already have read. So the newest SEEN_IDS_KEPT ids are enough, trimmed back to that once
 # SEEN_IDS_SLACK more have come (deleting the oldest id on every frame made each delete scan the
-# dict's freed slots). A busy socket's window: ~9 KB (512 ids took 18.5 KB).
+# dict's freed slots). A busy socket's window: ~9 KB (512 ids took 18.5 KB). Events the fan-out
+# sends in one message only (`once`: one topic, or only direct recipients) are not remembered at
+# all: only a replay can have sent them before, and a replay's ids are remembered.
 SEEN_IDS_KEPT = 256
 SEEN_IDS_SLACK = 64
 # After closing a slow client (4010), how long it has to read up to the close frame before its
@@ -86,7 +88,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.live_topics: dict[str, int] = {}
         self.seen: dict[int, bool] = {}
         self.replaying = False
-        self.buffered: list[tuple[Outgoing, int | None, bool]] = []
+        self.buffered: list[tuple[Outgoing, int | None, bool, bool]] = []
         self.closing = False
         self.last_received = time.monotonic()
         self.counted = False
@@ -334,10 +336,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         Called after the frame that ends the replay (`resumed`, or the subscribe `ack`), so the
         client counts them as new."""
         buffered, self.buffered = self.buffered, []
-        for frame, event_id, inbox in buffered:  # still replaying: no seen id is forgotten yet
+        for frame, event_id, inbox, once in buffered:  # still replaying: no seen id is forgotten yet
             if not self.closing:
-                self._write(frame, event_id, inbox)
+                self._write(frame, event_id, inbox, once)
         self.replaying = False
+        self._trim_seen()  # the newest replayed ids stay: their live frames may still be on the way
 
     async def _handle(self, frame: ClientFrame) -> None:
         assert self.principal is not None
@@ -404,19 +407,24 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     # --- frames to the client ------------------------------------------------------------------
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
         """Called by the hub with an already-encoded frame. Never waits: a slow client is closed
-        instead of delaying the hub (and every other client)."""
+        instead of delaying the hub (and every other client). `once`: this event comes in no
+        other live message (delivery.push_to_users), so only a replay can have sent it already."""
         if self.closing:
             return
         if self.replaying:
-            self.buffered.append((frame, event_id, inbox))
+            self.buffered.append((frame, event_id, inbox, once))
             return
-        self._write(frame, event_id, inbox)
+        self._write(frame, event_id, inbox, once)
 
-    def _write(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
-        if event_id is not None and not self._first_sight(event_id, inbox):
-            return
+    def _write(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool) -> None:
+        if event_id is not None:
+            if once:
+                if event_id in self.seen:  # replayed already (its copy there had the same kind)
+                    return
+            elif not self._first_sight(event_id, inbox):
+                return
         direct = self.direct
         if direct is not None:
             if direct.write(frame) > self.max_outbound_bytes:
@@ -452,8 +460,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return False
         seen[event_id] = inbox
         if len(seen) > SEEN_IDS_KEPT + SEEN_IDS_SLACK and not self.replaying:
-            self.seen = dict(list(seen.items())[-SEEN_IDS_KEPT:])  # the oldest go, in one go
+            self._trim_seen()
         return True
+
+    def _trim_seen(self) -> None:
+        if len(self.seen) > SEEN_IDS_KEPT:
+            self.seen = dict(list(self.seen.items())[-SEEN_IDS_KEPT:])  # the oldest go, in one go
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         if not self.closing:

@@ -57,12 +57,17 @@ def push_to_users(
     event_id: int | None,
     inbox: bool = True,
     meta: dict[str, Any] | None = None,
+    once: bool = False,
 ) -> None:
     """Send an encoded frame to every connection of these users. `meta` (the event's acceptance
-    time `at` and its `topics`) feeds the nodes' metrics."""
+    time `at` and its `topics`) feeds the nodes' metrics. `once`: the fan-out sends this event to
+    no other group, so no connection can get it twice live, and connections skip remembering its
+    id (a replay's copy is still recognised): less work and memory per delivery."""
     if not user_pks:
         return
     base = {"type": MESSAGE_TYPE, "text": text, "event": event_id, "inbox": inbox, "meta": meta}
+    if once:
+        base["once"] = True
     if len(user_pks) <= PER_USER_SEND_LIMIT:
         for user_pk in user_pks:
             group = group_for_user(tenant_id, user_pk)
@@ -73,13 +78,21 @@ def push_to_users(
 
 
 def push_to_topic(
-    *, tenant_id: int, topic_id: int, text: str, event_id: int, meta: dict[str, Any] | None = None
+    *,
+    tenant_id: int,
+    topic_id: int,
+    text: str,
+    event_id: int,
+    meta: dict[str, Any] | None = None,
+    once: bool = False,
 ) -> None:
-    """Send an encoded frame to every connection listening live to a topic."""
+    """Send an encoded frame to every connection listening live to a topic (`once`: as in
+    push_to_users)."""
     group = group_for_topic(tenant_id, topic_id)
-    _group_send(
-        group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False, "meta": meta}
-    )
+    message = {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False, "meta": meta}
+    if once:
+        message["once"] = True
+    _group_send(group, message)
 
 
 OPS_GROUP_PREFIX = "herald.ops."

@@ -179,6 +179,9 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
         pairs = topics[event.pk]
         keys = [key for _, key in pairs]
         meta = {"at": event.created_at.timestamp(), "topics": keys}
+        # Sent to its recipients (each connection is one user's) OR to one topic: no connection
+        # can get it twice live (small events have no subscribers' inbox rows to come later).
+        once = len(pairs) + bool(event.recipients) == 1
         if event.recipients:
             delivery.push_to_users(
                 tenant_id=tenant_id,
@@ -186,12 +189,13 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
                 text=_frame(event, keys, inbox=True),
                 event_id=event.number,
                 meta=meta,
+                once=once,
             )
         if pairs:
             text = _frame(event, keys, inbox=False)
             for topic_id, _ in pairs:
                 delivery.push_to_topic(
-                    tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.number, meta=meta
+                    tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.number, meta=meta, once=once
                 )
 
 

@@ -53,7 +53,7 @@ class LiveConnection(Protocol):
     last_received: float
     signing_kid: str | None
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None: ...
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None: ...
 
     async def close_for(self, code: int, reason: str) -> None: ...
 
@@ -229,8 +229,9 @@ class Hub:
                     await connection.close_for(int(close_code), str(message.get("reason", "")))
             return
         frame, event_id, inbox = Outgoing(message["text"]), message.get("event"), bool(message.get("inbox"))
+        once = bool(message.get("once"))  # see delivery.push_to_users
         for connection in targets:
-            connection.push(frame, event_id, inbox)
+            connection.push(frame, event_id, inbox, once)
         self.frames_out += len(targets)
         if not targets or group.startswith(delivery.OPS_GROUP_PREFIX):
             return  # nothing written here, or the dashboard's own figures: not tenant activity

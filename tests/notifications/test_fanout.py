@@ -143,3 +143,29 @@ def test_direct_events_in_one_run_write_every_row_once(api, tenant, run_fanout):
     assert Notification.objects.count() == 60
     assert set(Event.objects.values_list("recipient_count", flat=True)) == {2}
     assert len(queries) < 60  # 30 events: about two statements each, not a dozen
+
+
+def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
+    api, tenant, make_topic, run_fanout, monkeypatch
+):
+    make_topic(tenant, "a", allow_client_subscribe=True)
+    make_topic(tenant, "b", allow_client_subscribe=True)
+    sent: list[tuple[str, int, bool]] = []
+    monkeypatch.setattr(delivery, "push_to_users", lambda **kw: sent.append(("users", kw["event_id"], kw["once"])))
+    monkeypatch.setattr(delivery, "push_to_topic", lambda **kw: sent.append(("topic", kw["event_id"], kw["once"])))
+    bodies = [
+        {"kind": "k", "topics": ["a"]},  # one topic
+        {"kind": "k", "recipients": ["x", "y"]},  # recipients only: each socket is one user's
+        {"kind": "k", "topics": ["a", "b"]},  # two topics: a socket on both gets two messages
+        {"kind": "k", "topics": ["a"], "recipients": ["x"]},  # x may listen to "a" too
+    ]
+    ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
+    assert run_fanout() == 4
+    assert sent == [
+        ("topic", ids[0], True),
+        ("users", ids[1], True),
+        ("topic", ids[2], False),
+        ("topic", ids[2], False),
+        ("users", ids[3], False),
+        ("topic", ids[3], False),
+    ]

@@ -25,7 +25,7 @@ class FakeConnection:
     signing_kid: str | None = None
     frames: list[str] = field(default_factory=list)
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool) -> None:
+    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
         self.frames.append(frame.text)
 
     async def close_for(self, code: int, reason: str) -> None:  # pragma: no cover - not used here

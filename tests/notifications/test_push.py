@@ -111,3 +111,19 @@ def test_a_socket_over_its_outbound_limit_is_closed_and_a_closed_one_gets_nothin
     protocol.transport.closing = True
     consumer.push(frame, 2, False)
     assert len(protocol.transport.written) == 1
+
+
+def test_a_once_frame_is_not_remembered_but_a_replayed_copy_still_stops_it() -> None:
+    consumer, protocol = _consumer()
+    frame = Outgoing("{}")
+    for event_id in range(1000):
+        consumer.push(frame, event_id, False, True)
+    assert len(protocol.transport.written) == 1000 and consumer.seen == {}  # no per-socket memory
+    consumer.replaying = True
+    assert consumer._first_sight(5000, True)  # replayed (as an inbox row)
+    consumer.push(frame, 5000, True, True)  # and arriving live during the replay
+    consumer.push(frame, 5001, True, True)
+    asyncio.run(consumer._end_replay())
+    assert len(protocol.transport.written) == 1001  # only 5001
+    consumer.push(frame, 5000, True, True)  # in flight when the replay ended: still dropped
+    assert len(protocol.transport.written) == 1001
