@@ -49,11 +49,11 @@ def fetch_one(
     model: type[M], where: str, params: Sequence[Any], *, related: str | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> M | None:
     """The row of `model` matching `where` (an SQL condition on its columns, written `m.<column>`,
-    with %s placeholders), with its foreign key `related` loaded as select_related() would, or
-    None. For a lookup made on every request or connect (an API key, a signing key, an end user)
-    of a unique key: the SQL is built once per process, where the ORM's compile of the same
-    query costs ~4x the round trip to PostgreSQL. Values go through the ORM's own converters, so
-    the instances are what `.first()` returns."""
+    with %s placeholders), with its required (non-null) foreign key `related` loaded as
+    select_related() would (an inner join), or None. For a lookup of a unique key made on every
+    request or connect (an API key, a signing key, an end user): the SQL is built once per
+    process, where the ORM's compile of the same query costs ~4x running it. Values go through the
+    ORM's own converters, so the instances are what `.first()` returns."""
     lookup = _lookup(model, where, related, using)
     connection = connections[using]
     with connection.cursor() as cursor:
