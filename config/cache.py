@@ -13,7 +13,6 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _clients: dict[tuple[Any, ...], Any] = {}
-_scripts: dict[int, Any] = {}  # id(redis client) -> its registered incr_in_order script
 # KEYS: the counters; ARGV: delta, timeout, limit per key. EXPIRE NX keeps an existing window's end.
 _INCR_IN_ORDER = """
 local counts = {}
@@ -36,14 +35,23 @@ class _ReusingClient(RedisCacheClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+        # id(connection pool) -> (its redis.Redis, the incr_in_order script registered on it)
+        self._clients: dict[int, tuple[Any, Any]] = {}
+
+    def _pooled(self, write: bool) -> tuple[Any, Any]:
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # django-stubs omit it
+        pooled = self._clients.get(id(pool))
+        if pooled is None:
+            client = self._client(connection_pool=pool)  # type: ignore[attr-defined]
+            pooled = self._clients[id(pool)] = (client, client.register_script(_INCR_IN_ORDER))
+        return pooled
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # django-stubs omit it
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
-        return client
+        return self._pooled(write)[0]
+
+    def incr_script(self) -> Any:
+        """The incr_in_order Lua script, on the client of the write connection pool."""
+        return self._pooled(True)[1]
 
 
 class SharedRedisCache(RedisCache):
@@ -62,9 +70,6 @@ class SharedRedisCache(RedisCache):
         after the first counter that goes over its limit: one round trip for all of them. Returns
         the counters reached, one per key counted."""
         redis_keys = [self.make_and_validate_key(key) for key in keys]
-        client = self._cache.get_client(redis_keys[0] if redis_keys else None, write=True)
-        script = _scripts.get(id(client))
-        if script is None:
-            script = _scripts[id(client)] = client.register_script(_INCR_IN_ORDER)
+        script = self._cache.incr_script()
         args = [value for triple in zip(deltas, timeouts, limits, strict=True) for value in triple]
         return [int(count) for count in script(keys=redis_keys, args=args)]

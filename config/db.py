@@ -67,8 +67,8 @@ def fetch_one(
             values[position] = converter(values[position], column, connection)
     split = len(lookup.names)
     instance = model.from_db(using, lookup.names, values[:split])
-    if related is not None and lookup.related_model is not None:
-        setattr(instance, related, lookup.related_model.from_db(using, lookup.related_names, values[split:]))
+    if lookup.related_model is not None:  # set exactly when `related` is
+        setattr(instance, str(related), lookup.related_model.from_db(using, lookup.related_names, values[split:]))
     return instance
 
 
