@@ -67,10 +67,14 @@ class OpsConsumer(AsyncWebsocketConsumer):
         if self.hub is not None and self.group is not None:
             self.hub.leave(self, self.group)
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
+    def push(self, frames: Outgoing, inbox: bool, once: bool = False) -> None:
         # One small frame per node per second: sending it from a task of its own is cheap.
         if not self.closing:
-            self.sending = asyncio.ensure_future(self.send(text_data=frame.text))
+            self.sending = asyncio.ensure_future(self._send_texts(frames.texts))
+
+    async def _send_texts(self, texts: tuple[str, ...]) -> None:
+        for text in texts:
+            await self.send(text_data=text)
 
     async def close_for(self, code: int, reason: str) -> None:
         if not self.closing:

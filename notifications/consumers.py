@@ -88,7 +88,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.live_topics: dict[str, int] = {}
         self.seen: dict[int, bool] = {}
         self.replaying = False
-        self.buffered: list[tuple[Outgoing, int | None, bool, bool]] = []
+        self.buffered: list[tuple[Outgoing, bool, bool]] = []
         self.closing = False
         self.last_received = time.monotonic()
         self.counted = False
@@ -336,9 +336,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         Called after the frame that ends the replay (`resumed`, or the subscribe `ack`), so the
         client counts them as new."""
         buffered, self.buffered = self.buffered, []
-        for frame, event_id, inbox, once in buffered:  # still replaying: no seen id is forgotten yet
+        for frames, inbox, once in buffered:  # still replaying: no seen id is forgotten yet
             if not self.closing:
-                self._write(frame, event_id, inbox, once)
+                self._write(frames, inbox, once)
         self.replaying = False
         self._trim_seen()  # the newest replayed ids stay: their live frames may still be on the way
 
@@ -407,33 +407,41 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     # --- frames to the client ------------------------------------------------------------------
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
-        """Called by the hub with an already-encoded frame. Never waits: a slow client is closed
-        instead of delaying the hub (and every other client). `once`: this event comes in no
-        other live message (delivery.push_to_users), so only a replay can have sent it already."""
+    def push(self, frames: Outgoing, inbox: bool, once: bool = False) -> None:
+        """Called by the hub with already-encoded frames. Never waits: a slow client is closed
+        instead of delaying the hub (and every other client). `once`: these events come in no
+        other live message (delivery.push_to_users), so only a replay can have sent them already."""
         if self.closing:
             return
         if self.replaying:
-            self.buffered.append((frame, event_id, inbox, once))
+            self.buffered.append((frames, inbox, once))
             return
-        self._write(frame, event_id, inbox, once)
+        self._write(frames, inbox, once)
 
-    def _write(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool) -> None:
-        if event_id is not None:
-            if once:
-                if event_id in self.seen:  # replayed already (its copy there had the same kind)
+    def _write(self, frames: Outgoing, inbox: bool, once: bool) -> None:
+        seen, event_ids = self.seen, frames.event_ids
+        if once:
+            if seen and any(event_id in seen for event_id in event_ids):  # replayed already
+                left = frames.only([event_id not in seen for event_id in event_ids])
+                if left is None:
                     return
-            elif not self._first_sight(event_id, inbox):
-                return
+                frames = left
+        else:
+            fresh = [event_id is None or self._first_sight(event_id, inbox) for event_id in event_ids]
+            if not all(fresh):
+                left = frames.only(fresh)
+                if left is None:
+                    return
+                frames = left
         direct = self.direct
         if direct is not None:
-            if direct.write(frame) > self.max_outbound_bytes:
+            if direct.write(frames) > self.max_outbound_bytes:
                 self.closer = asyncio.ensure_future(self._close_slow())
             return
-        if len(self.outbox) >= self.max_outbound_frames:
+        if len(self.outbox) + len(frames.texts) > self.max_outbound_frames:
             self.closer = asyncio.ensure_future(self._close_slow())
             return
-        self.outbox.append(frame.text)
+        self.outbox.extend(frames.texts)
         if self.writer is None or self.writer.done():
             self.writer = asyncio.ensure_future(self._drain_outbox())
 

@@ -7,6 +7,7 @@ resumes from its cursor. So a failed send is logged and never fails the caller."
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -39,6 +40,22 @@ def group_for_topic(tenant_id: int, topic_id: int) -> str:
     return f"herald.t{tenant_id}.k{topic_id}"
 
 
+# A run of frames goes to a group in messages of at most about this many bytes of text (a
+# message always holds at least one frame): bounds the layer message and each socket's write.
+LIVE_MESSAGE_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFrame:
+    """One encoded frame for the hub: its text, the event's public id (None for a frame that is
+    not an event, e.g. `unread`) and when the event was accepted (epoch seconds, for the
+    publish-to-socket latency metric)."""
+
+    text: str
+    event_id: int | None = None
+    published_at: float | None = None
+
+
 def _group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -49,50 +66,60 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         logger.warning("live send failed", extra={"group": group}, exc_info=True)
 
 
+def _send_frames(group: str, frames: list[LiveFrame], fields: dict[str, Any]) -> None:
+    """Send the frames, in order, in as few messages as LIVE_MESSAGE_MAX_BYTES allows."""
+    chunk: list[list[Any]] = []
+    size = 0
+    for frame in frames:
+        if chunk and size + len(frame.text) > LIVE_MESSAGE_MAX_BYTES:
+            _group_send(group, {**fields, "group": group, "frames": chunk})
+            chunk, size = [], 0
+        chunk.append([frame.text, frame.event_id, frame.published_at])
+        size += len(frame.text)
+    if chunk:
+        _group_send(group, {**fields, "group": group, "frames": chunk})
+
+
 def push_to_users(
     *,
     tenant_id: int,
     user_pks: list[int],
-    text: str,
-    event_id: int | None,
+    frames: list[LiveFrame],
     inbox: bool = True,
-    meta: dict[str, Any] | None = None,
+    topics: list[str] | None = None,
     once: bool = False,
 ) -> None:
-    """Send an encoded frame to every connection of these users. `meta` (the event's acceptance
-    time `at` and its `topics`) feeds the nodes' metrics. `once`: the fan-out sends this event to
-    no other group, so no connection can get it twice live, and connections skip remembering its
-    id (a replay's copy is still recognised): less work and memory per delivery."""
-    if not user_pks:
+    """Send encoded frames, in order, to every connection of these users (each connection gets
+    them in one write). `topics`: the events' topic keys, for the nodes' per-topic figures.
+    `once`: the fan-out sends these events to no other group, so no connection can get them
+    twice live, and connections skip remembering their ids (a replay's copy is still
+    recognised): less work and memory per delivery."""
+    if not user_pks or not frames:
         return
-    base = {"type": MESSAGE_TYPE, "text": text, "event": event_id, "inbox": inbox, "meta": meta}
+    fields: dict[str, Any] = {"type": MESSAGE_TYPE, "inbox": inbox, "topics": topics}
     if once:
-        base["once"] = True
+        fields["once"] = True
     if len(user_pks) <= PER_USER_SEND_LIMIT:
         for user_pk in user_pks:
-            group = group_for_user(tenant_id, user_pk)
-            _group_send(group, {**base, "group": group})
+            _send_frames(group_for_user(tenant_id, user_pk), frames, fields)
     else:
-        group = group_for_tenant(tenant_id)
-        _group_send(group, {**base, "group": group, "users": user_pks})
+        _send_frames(group_for_tenant(tenant_id), frames, {**fields, "users": user_pks})
 
 
 def push_to_topic(
     *,
     tenant_id: int,
     topic_id: int,
-    text: str,
-    event_id: int,
-    meta: dict[str, Any] | None = None,
+    frames: list[LiveFrame],
+    topics: list[str] | None = None,
     once: bool = False,
 ) -> None:
-    """Send an encoded frame to every connection listening live to a topic (`once`: as in
-    push_to_users)."""
-    group = group_for_topic(tenant_id, topic_id)
-    message = {"type": MESSAGE_TYPE, "group": group, "text": text, "event": event_id, "inbox": False, "meta": meta}
+    """Send encoded frames, in order, to every connection listening live to a topic (`topics`,
+    `once`: as in push_to_users)."""
+    fields: dict[str, Any] = {"type": MESSAGE_TYPE, "inbox": False, "topics": topics}
     if once:
-        message["once"] = True
-    _group_send(group, message)
+        fields["once"] = True
+    _send_frames(group_for_topic(tenant_id, topic_id), frames, fields)
 
 
 OPS_GROUP_PREFIX = "herald.ops."
@@ -110,7 +137,7 @@ async def publish_stats(tenant_id: int, text: str) -> None:
         return
     group = group_for_ops(tenant_id)
     try:
-        await layer.group_send(group, {"type": MESSAGE_TYPE, "group": group, "text": text, "event": None})
+        await layer.group_send(group, {"type": MESSAGE_TYPE, "group": group, "frames": [[text, None, None]]})
     except Exception:
         logger.debug("stats send failed", exc_info=True)
 
@@ -118,7 +145,7 @@ async def publish_stats(tenant_id: int, text: str) -> None:
 def push_to_users_on_commit(*, tenant_id: int, user_pks: list[int], text: str) -> None:
     """Like push_to_users for a frame that is not a notification (e.g. `unread`), sent only if and
     when the current transaction commits."""
-    transaction.on_commit(lambda: push_to_users(tenant_id=tenant_id, user_pks=user_pks, text=text, event_id=None))
+    transaction.on_commit(lambda: push_to_users(tenant_id=tenant_id, user_pks=user_pks, frames=[LiveFrame(text)]))
 
 
 def close_connections_on_commit(

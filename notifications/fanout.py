@@ -151,8 +151,9 @@ def _topics_of(event_ids: list[int]) -> dict[int, list[tuple[int, str]]]:
 def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]]) -> None:
     """Events whose whole audience is their direct recipients (at most 1,000 each) and live topic
     listeners: positions, inbox rows, completion and job removal in ONE transaction, then their
-    frames, in order. Under a steady stream of publishes this is what keeps fan-out from costing a
-    dozen statements per event."""
+    frames, in order (a run of events with the same audience in one message per group). Under a
+    steady stream of publishes this is what keeps fan-out from costing a dozen statements and a
+    layer message per event."""
     tenant_id = jobs[0].tenant_id
     now = timezone.now()
     events = [job.event for job in jobs]
@@ -175,28 +176,45 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
             Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
         _mark_delivered(tenant_id, events, now)
         FanoutJob.objects.filter(pk__in=[job.pk for job in jobs]).delete()
-    for event in events:
-        pairs = topics[event.pk]
+    for run in _same_audience(events, topics):
+        pairs = topics[run[0].pk]
         keys = [key for _, key in pairs]
-        meta = {"at": event.created_at.timestamp(), "topics": keys}
+        users = list(dict.fromkeys(run[0].recipients))
         # Sent to its recipients (each connection is one user's) OR to one topic: no connection
         # can get it twice live (small events have no subscribers' inbox rows to come later).
-        once = len(pairs) + bool(event.recipients) == 1
-        if event.recipients:
+        once = len(pairs) + bool(users) == 1
+        if users:
             delivery.push_to_users(
                 tenant_id=tenant_id,
-                user_pks=[user_pks[user] for user in dict.fromkeys(event.recipients)],
-                text=_frame(event, keys, inbox=True),
-                event_id=event.number,
-                meta=meta,
+                user_pks=[user_pks[user] for user in users],
+                frames=[_live_frame(event, keys, inbox=True) for event in run],
+                topics=keys,
                 once=once,
             )
         if pairs:
-            text = _frame(event, keys, inbox=False)
+            frames = [_live_frame(event, keys, inbox=False) for event in run]
             for topic_id, _ in pairs:
-                delivery.push_to_topic(
-                    tenant_id=tenant_id, topic_id=topic_id, text=text, event_id=event.number, meta=meta, once=once
-                )
+                delivery.push_to_topic(tenant_id=tenant_id, topic_id=topic_id, frames=frames, topics=keys, once=once)
+
+
+def _same_audience(events: list[Event], topics: dict[int, list[tuple[int, str]]]) -> Iterator[list[Event]]:
+    """Split a round's events (in stream order) into runs of consecutive events with the same
+    recipients and topics. A run goes to each of its groups as ONE message, so a socket gets the
+    whole run in one write; the order still holds for every socket, because every event of a run
+    goes to the same groups, sent one after the other: whichever of them a socket is in, the first
+    brings it the run in order and the others only copies it has already seen."""
+    run: list[Event] = []
+    for event in events:
+        if run and _audience(run[0], topics) != _audience(event, topics):
+            yield run
+            run = []
+        run.append(event)
+    if run:
+        yield run
+
+
+def _audience(event: Event, topics: dict[int, list[tuple[int, str]]]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    return tuple(dict.fromkeys(event.recipients)), tuple(topic_id for topic_id, _ in topics[event.pk])
 
 
 def _take_positions(tenant_id: int, count: int, *, delivered: bool) -> int:
@@ -243,8 +261,7 @@ def fanout_event(job: FanoutJob) -> None:
         _assign_position(event)
     topics = list(event.topics.order_by("key").values_list("id", "key"))
     topic_keys = [key for _, key in topics]
-    frame = _frame(event, topic_keys, inbox=True)
-    meta = {"at": event.created_at.timestamp(), "topics": topic_keys}
+    inbox_frames = [_live_frame(event, topic_keys, inbox=True)]
 
     if job.phase == "direct":  # "direct": the explicitly addressed recipients, in one batch (<= 1,000)
         with transaction.atomic():
@@ -253,9 +270,7 @@ def fanout_event(job: FanoutJob) -> None:
                 user_pks = list(end_users_ensure(tenant=event.tenant, external_ids=event.recipients).values())
                 _insert_rows(event, user_pks)
             _save_progress(job, "audience", 0)
-        delivery.push_to_users(
-            tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.number, meta=meta
-        )
+        delivery.push_to_users(tenant_id=event.tenant_id, user_pks=user_pks, frames=inbox_frames, topics=topic_keys)
     if job.phase == "audience":  # "audience": topic subscribers, or everyone for a broadcast
         topic_ids = [topic_id for topic_id, _ in topics]
         if event.broadcast or topic_ids:
@@ -264,15 +279,13 @@ def fanout_event(job: FanoutJob) -> None:
                     _insert_rows(event, user_pks)
                     _save_progress(job, "audience", user_pks[-1])
                 delivery.push_to_users(
-                    tenant_id=event.tenant_id, user_pks=user_pks, text=frame, event_id=event.number, meta=meta
+                    tenant_id=event.tenant_id, user_pks=user_pks, frames=inbox_frames, topics=topic_keys
                 )
     _complete(event, job)
     if topics:
-        live_frame = _frame(event, topic_keys, inbox=False)
+        live_frames = [_live_frame(event, topic_keys, inbox=False)]
         for topic_id, _ in topics:
-            delivery.push_to_topic(
-                tenant_id=event.tenant_id, topic_id=topic_id, text=live_frame, event_id=event.number, meta=meta
-            )
+            delivery.push_to_topic(tenant_id=event.tenant_id, topic_id=topic_id, frames=live_frames, topics=topic_keys)
 
 
 def _assign_position(event: Event) -> None:
@@ -282,10 +295,10 @@ def _assign_position(event: Event) -> None:
         event.save(update_fields=["seq", "status"])
 
 
-def _frame(event: Event, topic_keys: list[str], *, inbox: bool) -> str:
+def _live_frame(event: Event, topic_keys: list[str], *, inbox: bool) -> delivery.LiveFrame:
     # Encoded once per event (twice when it has topics): every socket gets these same bytes.
     assert event.seq is not None
-    return protocol.encode(
+    text = protocol.encode(
         protocol.notification_frame(
             event_id=event.number,
             seq=event.seq,
@@ -299,6 +312,7 @@ def _frame(event: Event, topic_keys: list[str], *, inbox: bool) -> str:
             inbox=inbox,
         )
     )
+    return delivery.LiveFrame(text, event.number, event.created_at.timestamp())
 
 
 def _audience_batches(event: Event, topic_ids: list[int], *, after: int) -> Iterator[list[int]]:

@@ -1,36 +1,55 @@
 """Writing live frames to a socket: the fast path on uvicorn and Daphne, a bounded queue elsewhere.
 
 On the two servers Herald runs on (uvicorn with its `websockets-sansio` WebSocket protocol, and
-Daphne) the hub bypasses the ASGI send of every connection: the frame is framed ONCE per publish
-(`Outgoing.wire`) and the same bytes are written to each socket's transport, which never blocks.
-That is also where a slow consumer shows: the bytes it has not read pile up in its transport
-buffer, so `backlog()` can tell the hub to close it before it eats the node's memory. Both
-servers write whole frames per call, so frames Herald writes this way never interleave with the
-server's own (pings, close).
+Daphne) the hub bypasses the ASGI send of every connection: frames are framed ONCE per layer
+message (`Outgoing.wire`) and the same bytes are written to each socket's transport, which never
+blocks. That is also where a slow consumer shows: the bytes it has not read pile up in its
+transport buffer, which `write()` reports, so the consumer can close it before it eats the node's
+memory. Both servers write whole frames per call, so frames Herald writes this way never
+interleave with the server's own (pings, close).
 
 On any other ASGI server (Channels' test communicator, say) frames go through the ASGI send, from
-a per-connection writer task fed by a bounded queue, so a client that stops reading blocks only
-its own writer and is closed when its queue is full."""
+a per-connection writer task fed by a bounded queue of frames, so a client that stops reading
+blocks only its own writer and is closed when its queue is full."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage
 
 
 class Outgoing:
-    """One encoded frame, shared by every connection it goes to: its text, and `wire`, the
-    complete WebSocket frame (server frames are unmasked, so the same bytes for everyone)."""
+    """Encoded frames that go together to every connection of a group: one frame, or a fan-out
+    round's run of events with the same audience (fanout._same_audience). `texts` and `event_ids`
+    (None for a frame that is not an event: a ping, `unread`) pair up; `wire` is all of them as
+    complete WebSocket frames in one bytes object (server frames are unmasked, so the same bytes
+    for everyone), written to a socket in ONE call: a run of 15 events costs each socket one
+    system call instead of 15."""
 
-    __slots__ = ("text", "wire")
+    __slots__ = ("event_ids", "texts", "wire")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.wire: bytes = PreparedMessage(text.encode(), False, False, True).payloadHybi
+    def __init__(self, texts: Sequence[str], event_ids: Sequence[int | None] | None = None) -> None:
+        self.texts = tuple(texts)
+        self.event_ids: tuple[int | None, ...] = (None,) * len(self.texts) if event_ids is None else tuple(event_ids)
+        assert len(self.event_ids) == len(self.texts), "one event id (or None) per frame"
+        self.wire: bytes = b"".join(PreparedMessage(text.encode(), False, False, True).payloadHybi for text in texts)
+
+    @classmethod
+    def one(cls, text: str, event_id: int | None = None) -> Outgoing:
+        return cls((text,), (event_id,))
+
+    def only(self, keep: Sequence[bool]) -> Outgoing | None:
+        """The frames whose flag is true (None if none is): what is left for a socket that has
+        already seen some of these events."""
+        kept = [index for index, flag in enumerate(keep) if flag]
+        if not kept:
+            return None
+        return Outgoing([self.texts[i] for i in kept], [self.event_ids[i] for i in kept])
 
 
 class DaphneSocket:
@@ -41,13 +60,13 @@ class DaphneSocket:
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
 
-    def write(self, frame: Outgoing) -> int:
-        """Queue the frame on the socket; return the bytes written to it that the client has not
+    def write(self, frames: Outgoing) -> int:
+        """Queue the frames on the socket; return the bytes written to it that the client has not
         read yet (kernel buffers aside), or -1 if the socket is no longer open."""
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return -1
-        protocol.sendData(frame.wire)
+        protocol.sendData(frames.wire)
         transport = protocol.transport
         if transport is None:
             return 0
@@ -76,12 +95,12 @@ class UvicornSocket:
         self.protocol = protocol
         self.transport = protocol.transport
 
-    def write(self, frame: Outgoing) -> int:
+    def write(self, frames: Outgoing) -> int:
         """As DaphneSocket.write. Called for every delivery, so it touches as little as it can."""
         transport = self.transport
         if self.protocol.close_sent or transport.is_closing():
             return -1
-        transport.write(frame.wire)  # asyncio sends at once when the socket can take it
+        transport.write(frames.wire)  # asyncio sends at once when the socket can take it
         return int(transport.get_write_buffer_size())
 
     def limit_kernel_buffer(self, size: int) -> None:

@@ -145,14 +145,24 @@ def test_direct_events_in_one_run_write_every_row_once(api, tenant, run_fanout):
     assert len(queries) < 60  # 30 events: about two statements each, not a dozen
 
 
+def _record_sends(monkeypatch) -> list[tuple[str, list[int | None], bool]]:
+    """What the fan-out hands to the layer: (target, event ids of the message's frames, once)."""
+    sent: list[tuple[str, list[int | None], bool]] = []
+
+    def record(target: str):
+        return lambda **kw: sent.append((target, [frame.event_id for frame in kw["frames"]], kw.get("once", False)))
+
+    monkeypatch.setattr(delivery, "push_to_users", record("users"))
+    monkeypatch.setattr(delivery, "push_to_topic", record("topic"))
+    return sent
+
+
 def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
     api, tenant, make_topic, run_fanout, monkeypatch
 ):
     make_topic(tenant, "a", allow_client_subscribe=True)
     make_topic(tenant, "b", allow_client_subscribe=True)
-    sent: list[tuple[str, int, bool]] = []
-    monkeypatch.setattr(delivery, "push_to_users", lambda **kw: sent.append(("users", kw["event_id"], kw["once"])))
-    monkeypatch.setattr(delivery, "push_to_topic", lambda **kw: sent.append(("topic", kw["event_id"], kw["once"])))
+    sent = _record_sends(monkeypatch)
     bodies = [
         {"kind": "k", "topics": ["a"]},  # one topic
         {"kind": "k", "recipients": ["x", "y"]},  # recipients only: each socket is one user's
@@ -162,10 +172,54 @@ def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
     ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
     assert run_fanout() == 4
     assert sent == [
-        ("topic", ids[0], True),
-        ("users", ids[1], True),
-        ("topic", ids[2], False),
-        ("topic", ids[2], False),
-        ("users", ids[3], False),
-        ("topic", ids[3], False),
+        ("topic", [ids[0]], True),
+        ("users", [ids[1]], True),
+        ("topic", [ids[2]], False),
+        ("topic", [ids[2]], False),
+        ("users", [ids[3]], False),
+        ("topic", [ids[3]], False),
     ]
+
+
+def test_consecutive_events_with_the_same_audience_go_as_one_message_per_group_in_order(
+    api, tenant, make_topic, run_fanout, monkeypatch
+):
+    make_topic(tenant, "a", allow_client_subscribe=True)
+    make_topic(tenant, "b", allow_client_subscribe=True)
+    sent = _record_sends(monkeypatch)
+    bodies = [
+        *[{"kind": "k", "topics": ["a"]}] * 3,  # one run: one message with 3 frames
+        {"kind": "k", "recipients": ["x"]},  # another audience ends the run
+        *[{"kind": "k", "topics": ["a", "b"], "recipients": ["x"]}] * 2,  # a run to 3 groups
+        {"kind": "k", "topics": ["a"]},
+    ]
+    ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
+    assert run_fanout() == 7
+    assert (
+        sent
+        == [
+            ("topic", ids[0:3], True),
+            ("users", [ids[3]], True),
+            ("users", ids[4:6], False),  # every group of the run gets all of it, one group after another
+            ("topic", ids[4:6], False),
+            ("topic", ids[4:6], False),
+            ("topic", [ids[6]], True),
+        ]
+    )
+    # Each message's frames carry their own event's position, in stream order.
+    seqs = dict(Event.objects.filter(number__in=ids).values_list("number", "seq"))
+    assert [seqs[event_id] for event_id in ids] == sorted(seqs.values())
+
+
+def test_a_long_run_is_split_into_messages_of_bounded_size_in_order(monkeypatch):
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(delivery, "_group_send", lambda group, message: sent.append((group, message)))
+    monkeypatch.setattr(delivery, "LIVE_MESSAGE_MAX_BYTES", 1000)
+    frames = [delivery.LiveFrame("x" * 300, n, 1.0) for n in range(10)]
+    delivery.push_to_topic(tenant_id=1, topic_id=2, frames=frames, topics=["t"], once=True)
+    assert [group for group, _ in sent] == ["herald.t1.k2"] * 4
+    assert [[frame[1] for frame in message["frames"]] for _, message in sent] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert all(message["once"] and message["topics"] == ["t"] and not message["inbox"] for _, message in sent)
+    sent.clear()
+    delivery.push_to_users(tenant_id=1, user_pks=[7], frames=[delivery.LiveFrame("y" * 5000, 1, None)])
+    assert [len(message["frames"]) for _, message in sent] == [1]  # one frame over the size still goes

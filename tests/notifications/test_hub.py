@@ -25,8 +25,8 @@ class FakeConnection:
     signing_kid: str | None = None
     frames: list[str] = field(default_factory=list)
 
-    def push(self, frame: Outgoing, event_id: int | None, inbox: bool, once: bool = False) -> None:
-        self.frames.append(frame.text)
+    def push(self, frames: Outgoing, inbox: bool, once: bool = False) -> None:
+        self.frames.extend(frames.texts)
 
     async def close_for(self, code: int, reason: str) -> None:  # pragma: no cover - not used here
         pass
@@ -82,7 +82,9 @@ async def test_a_burst_of_registers_joins_in_few_batches_and_every_user_is_reach
 
     # And the joins are real: a message to one user's group reaches the node's channel.
     layer = node.layer
-    await layer.group_send("herald.t901.u42", {"type": "herald.frame", "group": "herald.t901.u42", "text": "hi"})
+    await layer.group_send(
+        "herald.t901.u42", {"type": "herald.frame", "group": "herald.t901.u42", "frames": [["hi", None, None]]}
+    )
     message = await asyncio.wait_for(layer.receive(node.channel_name), 5)
     assert message["group"] == "herald.t901.u42"
     for group in joined:
@@ -123,9 +125,30 @@ async def test_refresh_re_adds_live_groups_and_leaves_empty_ones(live_stack: Any
     assert "herald.t903.u2" not in node.members and "herald.t903.u2" not in node._joined
     assert node._joined["herald.t903.u1"] is True
     layer = node.layer
-    await layer.group_send("herald.t903.u2", {"type": "herald.frame", "group": "herald.t903.u2", "text": "gone"})
-    await layer.group_send("herald.t903.u1", {"type": "herald.frame", "group": "herald.t903.u1", "text": "here"})
+    await layer.group_send(
+        "herald.t903.u2", {"type": "herald.frame", "group": "herald.t903.u2", "frames": [["gone", None, None]]}
+    )
+    await layer.group_send(
+        "herald.t903.u1", {"type": "herald.frame", "group": "herald.t903.u1", "frames": [["here", None, None]]}
+    )
     message = await asyncio.wait_for(layer.receive(node.channel_name), 5)
-    assert message["text"] == "here"  # bob's group was left: only alice's message arrives
+    assert message["frames"] == [["here", None, None]]  # bob's group was left: only alice's message arrives
     for group in ("herald.t903.u1", "herald.t903"):
         await layer.group_discard(group, node.channel_name)
+
+
+async def test_dispatch_hands_a_run_of_frames_to_each_member_in_order_and_counts_every_frame(
+    live_stack: Any,
+) -> None:
+    node = await _new_hub()
+    listeners = [FakeConnection(tenant_id=904, user_pk=n) for n in range(3)]
+    for connection in listeners:
+        node.members.setdefault("herald.t904.k1", set()).add(connection)
+    frames = [[f'{{"n":{n}}}', 100 + n, None] for n in range(4)]
+    await node.dispatch({"type": "herald.frame", "group": "herald.t904.k1", "frames": frames, "once": True})
+    assert all(connection.frames == [frame[0] for frame in frames] for connection in listeners)
+    assert node.frames_out == 12
+    # Only the users named get a message to the tenant group.
+    node.by_user[(904, 1)] = {listeners[1]}
+    await node.dispatch({"type": "herald.frame", "group": "herald.t904", "users": [1], "frames": [["x", None, None]]})
+    assert [connection.frames[-1] for connection in listeners] == ['{"n":3}', "x", '{"n":3}']
