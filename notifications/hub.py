@@ -208,7 +208,22 @@ class Hub:
             if not self.layer_healthy:
                 await self._layer_recovered()
             try:
+                import sys
+
+                _t0 = time.process_time()
+                _w0 = time.time()
+                _at = (message.get("frames") or [[0, 0, None]])[0][2]
                 await self.dispatch(message)
+                print(
+                    "DISPATCH",
+                    len(message.get("frames") or ()),
+                    len(self.members.get(message.get("group"), ())),
+                    round((_w0 - (_at or _w0)) * 1e3, 2),
+                    round((time.process_time() - _t0) * 1e3, 2),
+                    round((time.time() - _w0) * 1e3, 2),
+                    file=sys.stderr,
+                    flush=True,
+                )
             except Exception:
                 logger.exception("hub dispatch failed")
 

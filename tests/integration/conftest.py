@@ -134,12 +134,19 @@ def _answers(url: str) -> bool:
 
 
 def start_herald(
-    name: str, *, port: int | None = None, serve_args: tuple[str, ...] = (), **env_overrides: str
+    name: str,
+    *,
+    port: int | None = None,
+    serve_args: tuple[str, ...] = (),
+    access_log: bool = True,
+    **env_overrides: str,
 ) -> HeraldProcess:
     port = port or free_port()
     log_path = Path(tempfile.mkstemp(prefix=f"herald-{name}-", suffix=".log")[1])
     env = base_env(**env_overrides)
-    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--access-log", *serve_args]
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), *serve_args]
+    if access_log:
+        command.append("--access-log")
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -161,8 +168,8 @@ def herald_processes(transactional_db: Any, request: pytest.FixtureRequest) -> I
     logs are printed if the test failed."""
     started: list[HeraldProcess] = []
 
-    def start(name: str = "herald", **env: str) -> HeraldProcess:
-        server = start_herald(name, **env)
+    def start(name: str = "herald", *, access_log: bool = True, **env: str) -> HeraldProcess:
+        server = start_herald(name, access_log=access_log, **env)
         started.append(server)
         return server
 

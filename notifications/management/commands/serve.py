@@ -24,6 +24,7 @@ from daphne.server import Server
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.herald import herald_settings
+from config.logging import HandshakeLinesFilter
 
 logger = logging.getLogger("herald.serve")
 
@@ -157,4 +158,6 @@ class Command(BaseCommand):
             access_log=options["access_log"],
             timeout_graceful_shutdown=15,
         )
+        if not options["access_log"]:
+            logging.getLogger("uvicorn.error").addFilter(HandshakeLinesFilter())
         graceful_uvicorn_class()(config).run()
