@@ -104,6 +104,7 @@ class RedisCounter:
         self._release = self.redis.register_script(_RELEASE)
         self._refresher: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self.stopped = False
 
     def _keys(self, tenant_id: int, user_pk: int) -> list[str]:
         return [f"{self.prefix}:t{tenant_id}", f"{self.prefix}:t{tenant_id}:u{user_pk}"]
@@ -115,6 +116,9 @@ class RedisCounter:
         self._refresher = asyncio.create_task(self._refresh_loop(), name="herald-presence")
 
     async def stop(self) -> None:
+        # From here on this node's counts stop counting as a whole (its liveness key goes), so
+        # the releases of the sockets closing at shutdown have nothing left to do.
+        self.stopped = True
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.wait([self._refresher], timeout=2)
@@ -148,6 +152,8 @@ class RedisCounter:
             return 0
 
     async def release(self, tenant_id: int, user_pk: int) -> None:
+        if self.stopped:
+            return
         try:
             async with self._in_flight:
                 await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])

@@ -46,3 +46,29 @@ async def test_a_burst_of_connects_then_closes_counts_and_releases_every_one(red
         if keys:
             await counter.redis.delete(*keys)
         await counter.stop()
+
+
+async def test_a_stopped_node_stops_counting_and_its_late_releases_are_quiet(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = f"herald-test-{uuid.uuid4().hex[:8]}"
+    node_a, node_b = RedisCounter(redis_url, prefix), RedisCounter(redis_url, prefix)
+    await node_a.start("node-a")
+    await node_b.start("node-b")
+    try:
+        assert await node_a.acquire(7, 1, tenant_limit=10, user_limit=1) == 0
+        assert await node_b.acquire(7, 1, tenant_limit=10, user_limit=1) == 2  # the user is full
+        await node_a.stop()  # shutdown: its sockets close after (or while) the client goes
+
+        async def connection_lost(**kwargs: object) -> None:  # what a closing client gives
+            raise ConnectionError("Connection lost.")
+
+        node_a._release = connection_lost  # type: ignore[assignment]
+        await node_a.release(7, 1)
+        assert "presence release failed" not in caplog.text
+        assert await node_b.acquire(7, 1, tenant_limit=10, user_limit=1) == 0  # node-a no longer counts
+    finally:
+        keys = [key async for key in node_b.redis.scan_iter(f"{prefix}:*")]
+        if keys:
+            await node_b.redis.delete(*keys)
+        await node_b.stop()
