@@ -5,6 +5,7 @@ channel-layer channel of its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -12,6 +13,7 @@ from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
@@ -66,6 +68,18 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel per consumer: the hub receives for the whole process (hub.py).
     channel_layer_alias = "herald-none"
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """AsyncConsumer.__call__ without a channel layer, awaiting the client's next message
+        directly. Channels' await_many_dispatch wraps every receive in a new Task and an
+        asyncio.wait, even for a single source: a Task, a future and their frames held by every
+        idle connection, and a Task per client frame."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):  # raised by websocket_disconnect: exit cleanly
+            while True:
+                await self.dispatch(await receive())
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch() runs close_old_connections() in a worker thread before EVERY
         # handler. Our handlers touch the database only through config.db.in_thread, which
@@ -101,7 +115,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.direct = direct_socket(self.scope.get("herald_server_send"))
         if self.direct is not None:
             self.direct.limit_kernel_buffer(herald_settings.SOCKET_SEND_BUFFER_BYTES)
-        self.outbox: deque[str] = deque()
+        self.outbox: deque[str] | None = None  # created on first use: most servers take the fast path
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Future[None] | None = None
         self.max_outbound_bytes = herald_settings.MAX_OUTBOUND_BYTES
@@ -438,6 +452,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             if direct.write(frames) > self.max_outbound_bytes:
                 self.closer = asyncio.ensure_future(self._close_slow())
             return
+        if self.outbox is None:
+            self.outbox = deque()
         if len(self.outbox) + len(frames.texts) > self.max_outbound_frames:
             self.closer = asyncio.ensure_future(self._close_slow())
             return
@@ -446,14 +462,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             self.writer = asyncio.ensure_future(self._drain_outbox())
 
     async def _drain_outbox(self) -> None:
-        while self.outbox and not self.closing:
-            await self.send(text_data=self.outbox.popleft())
+        outbox = self.outbox
+        while outbox and not self.closing:
+            await self.send(text_data=outbox.popleft())
 
     async def _close_slow(self) -> None:
         if self.closing:
             return
         await self.close_for(CloseCode.SLOW_CONSUMER, "too slow: frames were not read in time; reconnect and resume")
-        self.outbox.clear()
+        self.outbox = None
         if self.direct is not None:
             # The close frame waits behind everything unread; a client that stopped reading never
             # gets it, so its connection (and buffer) is dropped soon after.
