@@ -198,20 +198,15 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
             "SELECT last_seq, delivered_seq, pruned_seq FROM notifications_stream WHERE tenant_id = %s",
             [user.tenant_id],
         )
-        last, delivered, pruned = cursor.fetchone() or (0, 0, 0)
+        position = _StreamPosition(*(cursor.fetchone() or (0, 0, 0)))
+    empty = _backlog_without_rows(position, since)
+    if empty is not None:
+        return empty
+    delivered = position.delivered
     start = delivered if since is None else since
-    if since is not None and since < pruned:
-        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="retention")
-    if since is not None and since > last:  # not a cursor this tenant ever handed out
-        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="invalid_cursor")
     limit = herald_settings.REPLAY_MAX
     rows: list[Notification] = []
     events: list[Event] = []
-    # Positions are handed out by the stream counter, in the transaction that moves it or after
-    # it, so nothing in this snapshot lies past `last`: a socket starting there (a new socket on a
-    # quiet stream, a client that saw everything) has nothing to read.
-    if start >= last:
-        return Backlog(frames=[], recovered=True, start=start, cursor=max(start, delivered))
     if inbox:
         rows = list(
             Notification.objects.filter(tenant_id=user.tenant_id, user=user, seq__gt=start)
@@ -243,6 +238,31 @@ def backlog_since(*, user: EndUser, since: int | None, topic_ids: list[int], inb
     return Backlog(frames=ordered, recovered=True, start=start, cursor=max(start, delivered, newest))
 
 
+@dataclass(frozen=True)
+class _StreamPosition:
+    """The tenant's stream counters (all 0 before its first publish)."""
+
+    last: int
+    delivered: int
+    pruned: int
+
+
+def _backlog_without_rows(position: _StreamPosition, since: int | None) -> Backlog | None:
+    """The backlog when the stream's counters alone decide it, with nothing to read; else None."""
+    last, delivered = position.last, position.delivered
+    if since is not None and since < position.pruned:
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="retention")
+    if since is not None and since > last:  # not a cursor this tenant ever handed out
+        return Backlog(frames=[], recovered=False, start=delivered, cursor=delivered, reason="invalid_cursor")
+    start = delivered if since is None else since
+    # Positions are handed out by the stream counter, in the transaction that moves it or after
+    # it, so nothing in this snapshot lies past `last`: a socket starting there (a new socket on a
+    # quiet stream, a client that saw everything) has nothing to read.
+    if start >= last:
+        return Backlog(frames=[], recovered=True, start=start, cursor=max(start, delivered))
+    return None
+
+
 def _frame(
     event: Event, seq: int, keys: dict[int, list[str]], *, inbox: bool, read: bool = False, archived: bool = False
 ) -> dict[str, Any]:
@@ -271,7 +291,22 @@ class SocketStart:
 def socket_start(*, user: EndUser, since: int | None, topic_ids: list[int]) -> SocketStart:
     """All a newly authenticated socket needs from the database, read from ONE snapshot: the
     unread count then covers exactly the rows the backlog could see, so the client adds nothing
-    for replayed frames and +1 for each new inbox frame that arrives after `resumed`."""
+    for replayed frames and +1 for each new inbox frame that arrives after `resumed`.
+
+    Most sockets have nothing to replay (a new one, or a client that saw everything): for them
+    the stream's counters and the unread count come from one statement, which is one snapshot by
+    itself; only a socket that is behind reads its backlog in a read-only snapshot transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.last_seq, s.delivered_seq, s.pruned_seq, c.unread FROM (SELECT COUNT(*) AS unread "
+            "FROM notifications_notification WHERE tenant_id = %s AND user_id = %s AND read_at IS NULL "
+            "AND archived_at IS NULL) AS c LEFT JOIN notifications_stream AS s ON s.tenant_id = %s",
+            [user.tenant_id, user.pk, user.tenant_id],
+        )
+        last, delivered, pruned, unread = cursor.fetchone()
+    empty = _backlog_without_rows(_StreamPosition(last or 0, delivered or 0, pruned or 0), since)
+    if empty is not None:
+        return SocketStart(unread=int(unread), backlog=empty)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

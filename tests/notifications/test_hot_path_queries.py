@@ -92,8 +92,9 @@ def test_a_run_of_small_events_costs_the_same_statements_as_one(api, tenant, mak
 
 @pytest.mark.django_db(transaction=True)  # socket_start sets its own isolation level
 def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_token, make_topic, run_fanout):
-    """A new socket, or a client that saw everything, starts at the stream's last position: the
-    backlog queries are skipped; one that is behind still gets its replay."""
+    """A new socket, or a client that saw everything, starts at the stream's last position: its
+    start is ONE statement (counters and unread count, one snapshot); one that is behind still
+    gets its replay and the same unread count."""
     make_topic(tenant, "live", allow_client_subscribe=True)
     token = make_token(tenant, "alice")
     principal = credentials.end_user_principal_from_token(token)
@@ -101,6 +102,8 @@ def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_toke
         assert api.post("/api/v1/events", body, format="json").status_code == 202
     assert run_fanout() == 2
     allowed, _ = selectors.topics_partition(principal=principal, keys=("live",))
+
+    statements: list[int] = []
 
     def start(since: int | None) -> tuple[selectors.SocketStart, list[str]]:
         with CaptureQueriesContext(connection) as queries:
@@ -111,11 +114,17 @@ def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_toke
             if "ORDER BY" in q["sql"]
             and any(f'FROM "notifications_{table}"' in q["sql"] for table in ("notification", "event"))
         ]
+        statements.append(len(queries.captured_queries))
         return result, backlog_reads
 
     fresh, reads = start(None)
     assert reads == [] and fresh.backlog.frames == [] and fresh.backlog.cursor == 2 and fresh.unread == 1
     current, reads = start(2)
-    assert reads == [] and current.backlog.frames == [] and current.backlog.recovered
+    assert reads == [] and current.backlog.frames == [] and current.backlog.recovered and current.unread == 1
+    assert statements == [1, 1]
     behind, reads = start(0)
     assert len(reads) == 2 and [frame["cursor"] for frame in behind.backlog.frames] == ["1", "2"]
+    assert behind.unread == 1 and behind.backlog.cursor == 2
+    for since, reason in ((-1, "retention"), (99, "invalid_cursor")):  # decided by the counters alone
+        refused, reads = start(since)
+        assert refused.backlog.reason == reason and reads == [] and statements[-1] == 1
