@@ -55,16 +55,27 @@ def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> t
     ones. A topic is allowed if the token names it, or, when the token names none, if the topic
     allows client subscriptions. Unknown and forbidden topics are refused alike, so nothing
     leaks about which topics exist."""
-    topics = {t.key: t for t in Topic.objects.filter(tenant=principal.tenant, key__in=keys).order_by()}
+    if not keys:
+        return {}, []
+    # Read on every connect that names topics: plain SQL, as in unread_count. At most
+    # MAX_SUBSCRIPTIONS_PER_CONNECTION keys (protocol._topics), each a placeholder.
+    placeholders = ", ".join(["%s"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT key, id, allow_client_subscribe FROM notifications_topic "  # noqa: S608 - placeholders only
+            f"WHERE tenant_id = %s AND key IN ({placeholders})",
+            [principal.tenant.pk, *keys],
+        )
+        topics = {key: (topic_id, bool(open_to_clients)) for key, topic_id, open_to_clients in cursor.fetchall()}
     granted = principal.granted_topics
     refused = [
         key
         for key in keys
         if key not in topics
         or (granted is not None and key not in granted)
-        or (granted is None and not topics[key].allow_client_subscribe)
+        or (granted is None and not topics[key][1])
     ]
-    return {key: topics[key].pk for key in keys if key not in refused}, refused
+    return {key: topics[key][0] for key in keys if key not in refused}, refused
 
 
 def topics_refused_error(refused: list[str]) -> Forbidden:
