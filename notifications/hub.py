@@ -4,11 +4,11 @@ and hands each message's already-encoded frames straight to the local sockets in
 
 Why not one channel per consumer, as Channels does by default? Then every delivery costs a
 channel-layer receive and a consumer dispatch per connection; here a publish to 5,000 local
-listeners costs one layer message and 5,000 socket writes (and so does a fan-out round of 15
-events to that topic: the round sends them as one message, see delivery.LiveFrame). Group
-membership is joined once per process (when the first local connection needs a group) and
-refreshed periodically, because the Redis layer expires memberships (`group_expiry`) so that a
-crashed node's groups go away."""
+listeners costs one layer message and 5,000 socket writes (and so do 15 events to that topic
+that wait for the same fan-out round: the round sends consecutive events with the same audience
+as one message, see fanout._same_audience). Group membership is joined once per process (when the
+first local connection needs a group) and refreshed periodically, because the Redis layer expires
+memberships (`group_expiry`) so that a crashed node's groups go away."""
 
 from __future__ import annotations
 
@@ -208,22 +208,7 @@ class Hub:
             if not self.layer_healthy:
                 await self._layer_recovered()
             try:
-                import sys
-
-                _t0 = time.process_time()
-                _w0 = time.time()
-                _at = (message.get("frames") or [[0, 0, None]])[0][2]
                 await self.dispatch(message)
-                print(
-                    "DISPATCH",
-                    len(message.get("frames") or ()),
-                    len(self.members.get(message.get("group"), ())),
-                    round((_w0 - (_at or _w0)) * 1e3, 2),
-                    round((time.process_time() - _t0) * 1e3, 2),
-                    round((time.time() - _w0) * 1e3, 2),
-                    file=sys.stderr,
-                    flush=True,
-                )
             except Exception:
                 logger.exception("hub dispatch failed")
 
@@ -245,16 +230,20 @@ class Hub:
                 if kid is None or connection.signing_kid == kid:
                     await connection.close_for(int(close_code), str(message.get("reason", "")))
             return
+        if not targets:
+            return
         # [[text, event id or None, accepted-at or None], ...]: one frame, or a run of events
         # with the same audience (delivery.LiveFrame); each socket gets them in one write.
-        frames = message["frames"]
+        frames = message.get("frames")
+        if frames is None:  # sent by a node of the previous release (one frame per message)
+            frames = [[message["text"], message.get("event"), (message.get("meta") or {}).get("at")]]
         outgoing = Outgoing([frame[0] for frame in frames], [frame[1] for frame in frames])
         inbox, once = bool(message.get("inbox")), bool(message.get("once"))  # see delivery.push_to_users
         for connection in targets:
             connection.push(outgoing, inbox, once)
         self.frames_out += len(targets) * len(frames)
-        if not targets or group.startswith(delivery.OPS_GROUP_PREFIX):
-            return  # nothing written here, or the dashboard's own figures: not tenant activity
+        if group.startswith(delivery.OPS_GROUP_PREFIX):
+            return  # the dashboard's own figures: not tenant activity
         tenant_id, topics = _tenant_of(group), message.get("topics")
         for _, event_id, published_at in frames:
             metrics.frames_out(
