@@ -257,7 +257,9 @@ async def _send(backend: str, config: dict[str, Any], group: str, messages: int)
     started = time.time()
     for seq in range(messages):
         before = time.perf_counter()
-        await layer.group_send(group, {"type": "herald.frame", "group": group, "seq": seq, "text": FRAME_TEXT})
+        await layer.group_send(
+            group, {"type": "herald.frame", "group": group, "seq": seq, "frames": [[FRAME_TEXT, None, None]]}
+        )
         durations.append(time.perf_counter() - before)
     finished = time.time()
     if hasattr(layer, "flush") and backend.endswith("PubSubChannelLayer"):

@@ -51,6 +51,8 @@ logger = logging.getLogger("herald.ws")
 # all: only a replay can have sent them before, and a replay's ids are remembered.
 SEEN_IDS_KEPT = 256
 SEEN_IDS_SLACK = 64
+# A run's second copy (a socket in two of its groups) must find every id of the run still here.
+assert delivery.RUN_MAX_EVENTS <= SEEN_IDS_KEPT
 # After closing a slow client (4010), how long it has to read up to the close frame before its
 # TCP connection is dropped and its buffered frames discarded.
 SLOW_CLIENT_ABORT_SECONDS = 2.0
@@ -76,9 +78,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        with contextlib.suppress(StopConsumer):  # raised by websocket_disconnect: exit cleanly
-            while True:
-                await self.dispatch(await receive())
+        try:
+            with contextlib.suppress(StopConsumer):  # raised by websocket_disconnect: exit cleanly
+                while True:
+                    await self.dispatch(await receive())
+        finally:
+            # A handler that raised (the server then closes with 1011) or a cancelled task never
+            # gets websocket.disconnect: leave the hub and free the presence slot all the same.
+            if getattr(self, "released", True) is False:
+                await self.disconnect(1011)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch() runs close_old_connections() in a worker thread before EVERY
@@ -125,6 +133,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.auth_timer = loop.call_later(
             herald_settings.AUTH_TIMEOUT_SECONDS, lambda: loop.create_task(self._auth_timeout())
         )
+        self.released = False  # until disconnect() has run (once)
 
     async def _auth_timeout(self) -> None:
         if self.principal is None and not self.closing:
@@ -132,6 +141,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if getattr(self, "released", True):  # already done, or connect() never got this far
+            return
+        self.released = True
         self.auth_timer.cancel()
         if self.hub is not None:
             await self.hub.unregister(self, self.groups_joined)
@@ -470,7 +482,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         await self.close_for(CloseCode.SLOW_CONSUMER, "too slow: frames were not read in time; reconnect and resume")
-        self.outbox = None
+        if self.outbox is not None:
+            self.outbox.clear()  # the writer may still hold it for the send in flight
+            self.outbox = None
         if self.direct is not None:
             # The close frame waits behind everything unread; a client that stopped reading never
             # gets it, so its connection (and buffer) is dropped soon after.

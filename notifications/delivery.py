@@ -14,6 +14,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from config.herald import herald_settings
+
 logger = logging.getLogger("herald.delivery")
 
 # Every node receives all its live traffic on one channel named with this prefix (see hub.py).
@@ -40,9 +42,15 @@ def group_for_topic(tenant_id: int, topic_id: int) -> str:
     return f"herald.t{tenant_id}.k{topic_id}"
 
 
-# A run of frames goes to a group in messages of at most about this many bytes of text (a
-# message always holds at least one frame): bounds the layer message and each socket's write.
+# A run of frames goes to a group in messages of at most this many bytes of (UTF-8) text, and
+# at most a quarter of HERALD_MAX_OUTBOUND_BYTES, so that one write never makes a healthy client
+# look slow (a message always holds at least one frame): bounds the layer message and each
+# socket's write.
 LIVE_MESSAGE_MAX_BYTES = 256 * 1024
+# Events per run (fanout._same_audience): a socket in two of a run's groups gets the run's frames
+# twice, and drops the second copies only while their ids are still in its seen-id window, which
+# keeps the newest consumers.SEEN_IDS_KEPT (256) ids (asserted there).
+RUN_MAX_EVENTS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +76,16 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
 
 def _send_frames(group: str, frames: list[LiveFrame], fields: dict[str, Any]) -> None:
     """Send the frames, in order, in as few messages as LIVE_MESSAGE_MAX_BYTES allows."""
+    limit = min(LIVE_MESSAGE_MAX_BYTES, herald_settings.MAX_OUTBOUND_BYTES // 4)
     chunk: list[list[Any]] = []
     size = 0
     for frame in frames:
-        if chunk and size + len(frame.text) > LIVE_MESSAGE_MAX_BYTES:
+        length = len(frame.text.encode())
+        if chunk and size + length > limit:
             _group_send(group, {**fields, "group": group, "frames": chunk})
             chunk, size = [], 0
         chunk.append([frame.text, frame.event_id, frame.published_at])
-        size += len(frame.text)
+        size += length
     if chunk:
         _group_send(group, {**fields, "group": group, "frames": chunk})
 
@@ -89,8 +99,8 @@ def push_to_users(
     topics: list[str] | None = None,
     once: bool = False,
 ) -> None:
-    """Send encoded frames, in order, to every connection of these users (each connection gets
-    them in one write). `topics`: the events' topic keys, for the nodes' per-topic figures.
+    """Send encoded frames, in order, to every connection of these users (on the direct-write
+    path, each message's frames in one write). `topics`: the events' topic keys, for the nodes' per-topic figures.
     `once`: the fan-out sends these events to no other group, so no connection can get them
     twice live, and connections skip remembering their ids (a replay's copy is still
     recognised): less work and memory per delivery."""

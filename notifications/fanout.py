@@ -199,16 +199,20 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
 
 def _same_audience(events: list[Event], topics: dict[int, list[tuple[int, str]]]) -> Iterator[list[Event]]:
     """Split a round's events (in stream order) into runs of consecutive events with the same
-    recipients and topics. A run goes to each of its groups as ONE message, so a socket gets the
-    whole run in one write; the order still holds for every socket, because every event of a run
-    goes to the same groups, sent one after the other: whichever of them a socket is in, the first
-    brings it the run in order and the others only copies it has already seen."""
+    recipients and topics, at most delivery.RUN_MAX_EVENTS each. A run goes to each of its groups
+    as ONE message, so a socket gets the whole run in one write; the order still holds for every
+    socket, because every event of a run goes to the same groups, sent one after the other:
+    whichever of them a socket is in, the first brings it the run in order and the others only
+    copies it has already seen."""
     run: list[Event] = []
+    audience = None
     for event in events:
-        if run and _audience(run[0], topics) != _audience(event, topics):
+        this = _audience(event, topics)
+        if run and (this != audience or len(run) == delivery.RUN_MAX_EVENTS):
             yield run
             run = []
         run.append(event)
+        audience = this
     if run:
         yield run
 

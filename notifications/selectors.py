@@ -62,8 +62,8 @@ def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> t
     placeholders = ", ".join(["%s"] * len(keys))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT key, id, allow_client_subscribe FROM notifications_topic "  # noqa: S608 - placeholders only
-            f"WHERE tenant_id = %s AND key IN ({placeholders})",
+            'SELECT "key", id, allow_client_subscribe FROM notifications_topic '  # noqa: S608 - placeholders only
+            f'WHERE tenant_id = %s AND "key" IN ({placeholders})',
             [principal.tenant.pk, *keys],
         )
         topics = {key: (topic_id, bool(open_to_clients)) for key, topic_id, open_to_clients in cursor.fetchall()}
@@ -71,9 +71,7 @@ def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> t
     refused = [
         key
         for key in keys
-        if key not in topics
-        or (granted is not None and key not in granted)
-        or (granted is None and not topics[key][1])
+        if key not in topics or (granted is not None and key not in granted) or (granted is None and not topics[key][1])
     ]
     return {key: topics[key][0] for key in keys if key not in refused}, refused
 

@@ -37,7 +37,9 @@ class Outgoing:
         self.texts = tuple(texts)
         self.event_ids: tuple[int | None, ...] = (None,) * len(self.texts) if event_ids is None else tuple(event_ids)
         assert len(self.event_ids) == len(self.texts), "one event id (or None) per frame"
-        self.wire: bytes = b"".join(PreparedMessage(text.encode(), False, False, True).payloadHybi for text in texts)
+        self.wire: bytes = b"".join(
+            PreparedMessage(text.encode(), False, False, True).payloadHybi for text in self.texts
+        )
 
     @classmethod
     def one(cls, text: str, event_id: int | None = None) -> Outgoing:

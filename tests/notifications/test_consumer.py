@@ -484,3 +484,25 @@ async def test_session_of_a_deactivated_tenant_closes_4003(tenant, client, djang
     ).open()
     await socket.send({"type": "auth"})
     assert await socket.closed_with() == 4003
+
+
+async def test_a_handler_that_fails_mid_auth_still_leaves_the_hub_and_frees_its_slot(tenant, make_token, monkeypatch):
+    """Redis failing while the live groups are joined: the server closes the socket (1011), and the
+    connection must not stay registered nor keep counting against the user's connection limit."""
+    from notifications.hub import Hub, get_hub
+
+    real_register = Hub.register
+
+    async def register_then_fail(self: Hub, connection: Any) -> None:
+        await real_register(self, connection)
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(Hub, "register", register_then_fail)
+    token = await sync_to_async(make_token)(tenant, "alice")
+    socket = await Socket().open()
+    await socket.send({"type": "auth", "token": token})
+    with pytest.raises(ConnectionError):
+        await socket.comm.receive_output(timeout=5)
+    hub = await get_hub()
+    assert hub.connection_count == 0 and hub.tenant_connections[tenant.pk] == 0
+    assert await hub.presence.acquire(tenant.pk, 1, tenant_limit=1, user_limit=1) == 0  # nobody counted

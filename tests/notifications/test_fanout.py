@@ -211,6 +211,20 @@ def test_consecutive_events_with_the_same_audience_go_as_one_message_per_group_i
     assert [seqs[event_id] for event_id in ids] == sorted(seqs.values())
 
 
+def test_runs_are_cut_at_the_seen_id_window_and_at_each_change_of_audience():
+    from types import SimpleNamespace
+
+    from notifications.consumers import SEEN_IDS_KEPT
+
+    events = [SimpleNamespace(pk=n, recipients=[] if n < 300 else ["x"]) for n in range(302)]
+    topics = {n: [(7, "a")] for n in range(302)}
+    runs = [[event.pk for event in run] for run in fanout._same_audience(events, topics)]
+    cap = delivery.RUN_MAX_EVENTS
+    assert cap <= SEEN_IDS_KEPT  # a run's second copy on a socket still finds every id it sent
+    assert [len(run) for run in runs] == [cap, cap, 300 - 2 * cap, 2]
+    assert [pk for run in runs for pk in run] == list(range(302))  # stream order kept
+
+
 def test_a_long_run_is_split_into_messages_of_bounded_size_in_order(monkeypatch):
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr(delivery, "_group_send", lambda group, message: sent.append((group, message)))
@@ -223,3 +237,15 @@ def test_a_long_run_is_split_into_messages_of_bounded_size_in_order(monkeypatch)
     sent.clear()
     delivery.push_to_users(tenant_id=1, user_pks=[7], frames=[delivery.LiveFrame("y" * 5000, 1, None)])
     assert [len(message["frames"]) for _, message in sent] == [1]  # one frame over the size still goes
+    sent.clear()
+    # The size is counted in UTF-8 bytes: 200 characters of "é" are 400 bytes.
+    delivery.push_to_topic(tenant_id=1, topic_id=2, frames=[delivery.LiveFrame("é" * 200, n) for n in range(5)])
+    assert [len(message["frames"]) for _, message in sent] == [2, 2, 1]
+
+
+def test_a_message_is_at_most_a_quarter_of_the_slow_client_limit(monkeypatch, settings):
+    sent: list[dict] = []
+    monkeypatch.setattr(delivery, "_group_send", lambda group, message: sent.append(message))
+    settings.HERALD = {**settings.HERALD, "MAX_OUTBOUND_BYTES": 16 * 1024}  # the smallest allowed
+    delivery.push_to_topic(tenant_id=1, topic_id=2, frames=[delivery.LiveFrame("z" * 1000, n) for n in range(40)])
+    assert [len(message["frames"]) for message in sent] == [4] * 10  # 4,096 bytes each at most

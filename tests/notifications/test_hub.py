@@ -152,3 +152,14 @@ async def test_dispatch_hands_a_run_of_frames_to_each_member_in_order_and_counts
     node.by_user[(904, 1)] = {listeners[1]}
     await node.dispatch({"type": "herald.frame", "group": "herald.t904", "users": [1], "frames": [["x", None, None]]})
     assert [connection.frames[-1] for connection in listeners] == ['{"n":3}', "x", '{"n":3}']
+
+
+async def test_dispatch_takes_the_one_frame_messages_of_the_previous_release(live_stack: Any) -> None:
+    """During a rolling upgrade a fan-out process of the previous release still sends one frame
+    per message as {"text", "event", "meta"}."""
+    node = await _new_hub()
+    listener = FakeConnection(tenant_id=905, user_pk=1)
+    node.members["herald.t905.k1"] = {listener}
+    old = {"type": "herald.frame", "group": "herald.t905.k1", "text": "old", "event": 3, "meta": {"at": 1.0}}
+    await node.dispatch(old)
+    assert listener.frames == ["old"] and node.frames_out == 1
