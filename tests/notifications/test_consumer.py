@@ -506,3 +506,15 @@ async def test_a_handler_that_fails_mid_auth_still_leaves_the_hub_and_frees_its_
     hub = await get_hub()
     assert hub.connection_count == 0 and hub.tenant_connections[tenant.pk] == 0
     assert await hub.presence.acquire(tenant.pk, 1, tenant_limit=1, user_limit=1) == 0  # nobody counted
+
+
+async def test_a_live_consumer_stays_under_cpythons_shared_key_limit(tenant, make_token):
+    """CPython shares the keys of instance dicts up to 30 attributes; past that every consumer gets
+    a dict of its own, measured at +1.3 KB of RSS per connection (docs/performance.md)."""
+    from notifications.hub import get_hub
+
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    hub = await get_hub()
+    [consumer] = [c for connections in hub.by_user.values() for c in connections]
+    assert len(vars(consumer)) < 30, sorted(vars(consumer))
+    await socket.close()

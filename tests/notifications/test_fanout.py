@@ -157,20 +157,27 @@ def _record_sends(monkeypatch) -> list[tuple[str, list[int | None], bool]]:
     return sent
 
 
-def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
-    api, tenant, make_topic, run_fanout, monkeypatch
-):
+def _fan_out_recording(api, tenant, make_topic, run_fanout, monkeypatch, bodies: list[dict]):
+    """Publish `bodies` (topics "a" and "b" exist), run one fan-out and return the event ids and
+    what was handed to the layer (_record_sends)."""
     make_topic(tenant, "a", allow_client_subscribe=True)
     make_topic(tenant, "b", allow_client_subscribe=True)
     sent = _record_sends(monkeypatch)
+    ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
+    assert run_fanout() == len(bodies)
+    return ids, sent
+
+
+def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
+    api, tenant, make_topic, run_fanout, monkeypatch
+):
     bodies = [
         {"kind": "k", "topics": ["a"]},  # one topic
         {"kind": "k", "recipients": ["x", "y"]},  # recipients only: each socket is one user's
         {"kind": "k", "topics": ["a", "b"]},  # two topics: a socket on both gets two messages
         {"kind": "k", "topics": ["a"], "recipients": ["x"]},  # x may listen to "a" too
     ]
-    ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
-    assert run_fanout() == 4
+    ids, sent = _fan_out_recording(api, tenant, make_topic, run_fanout, monkeypatch, bodies)
     assert sent == [
         ("topic", [ids[0]], True),
         ("users", [ids[1]], True),
@@ -184,17 +191,13 @@ def test_only_events_that_reach_a_socket_through_one_message_are_marked_once(
 def test_consecutive_events_with_the_same_audience_go_as_one_message_per_group_in_order(
     api, tenant, make_topic, run_fanout, monkeypatch
 ):
-    make_topic(tenant, "a", allow_client_subscribe=True)
-    make_topic(tenant, "b", allow_client_subscribe=True)
-    sent = _record_sends(monkeypatch)
     bodies = [
         *[{"kind": "k", "topics": ["a"]}] * 3,  # one run: one message with 3 frames
         {"kind": "k", "recipients": ["x"]},  # another audience ends the run
         *[{"kind": "k", "topics": ["a", "b"], "recipients": ["x"]}] * 2,  # a run to 3 groups
         {"kind": "k", "topics": ["a"]},
     ]
-    ids = [api.post("/api/v1/events", body, format="json").json()["id"] for body in bodies]
-    assert run_fanout() == 7
+    ids, sent = _fan_out_recording(api, tenant, make_topic, run_fanout, monkeypatch, bodies)
     assert (
         sent
         == [
