@@ -94,14 +94,17 @@ def topics_for_listening(*, principal: EndUserPrincipal, keys: tuple[str, ...]) 
 # --- Inbox ---------------------------------------------------------------------------------------
 
 
+# A user's unread count (parameters: tenant id, user pk). Read on every connect: plain SQL (the
+# ORM's compile of this count costs more than running it).
+_UNREAD_COUNT_SQL = (
+    "SELECT COUNT(*) FROM notifications_notification WHERE tenant_id = %s AND user_id = %s "
+    "AND read_at IS NULL AND archived_at IS NULL"
+)
+
+
 def unread_count(*, user: EndUser) -> int:
-    # Read on every connect: plain SQL (the ORM's compile of this count costs more than running it).
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(*) FROM notifications_notification WHERE tenant_id = %s AND user_id = %s "
-            "AND read_at IS NULL AND archived_at IS NULL",
-            [user.tenant_id, user.pk],
-        )
+        cursor.execute(_UNREAD_COUNT_SQL, [user.tenant_id, user.pk])
         return int(cursor.fetchone()[0])
 
 
@@ -307,12 +310,11 @@ def socket_start(*, user: EndUser, since: int | None, topic_ids: list[int]) -> S
     itself; only a socket that is behind reads its backlog in a read-only snapshot transaction."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT s.last_seq, s.delivered_seq, s.pruned_seq, c.unread FROM (SELECT COUNT(*) AS unread "
-            "FROM notifications_notification WHERE tenant_id = %s AND user_id = %s AND read_at IS NULL "
-            "AND archived_at IS NULL) AS c LEFT JOIN notifications_stream AS s ON s.tenant_id = %s",
+            f"SELECT s.last_seq, s.delivered_seq, s.pruned_seq, ({_UNREAD_COUNT_SQL}) "  # noqa: S608 - no values
+            "FROM (SELECT 1) AS one LEFT JOIN notifications_stream AS s ON s.tenant_id = %s",
             [user.tenant_id, user.pk, user.tenant_id],
         )
-        last, delivered, pruned, unread = cursor.fetchone()
+        last, delivered, pruned, unread = cursor.fetchone()  # one row, stream or not
     empty = _backlog_without_rows(_StreamPosition(last or 0, delivered or 0, pruned or 0), since)
     if empty is not None:
         return SocketStart(unread=int(unread), backlog=empty)
