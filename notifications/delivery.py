@@ -74,19 +74,24 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         logger.warning("live send failed", extra={"group": group}, exc_info=True)
 
 
-def _send_frames(group: str, frames: list[LiveFrame], fields: dict[str, Any]) -> None:
-    """Send the frames, in order, in as few messages as LIVE_MESSAGE_MAX_BYTES allows."""
+def _chunks(frames: list[LiveFrame]) -> list[list[list[Any]]]:
+    """The frames, in order, as the `frames` of as few messages as LIVE_MESSAGE_MAX_BYTES allows
+    (built once per publish, however many groups they go to)."""
     limit = min(LIVE_MESSAGE_MAX_BYTES, herald_settings.MAX_OUTBOUND_BYTES // 4)
-    chunk: list[list[Any]] = []
+    chunks: list[list[list[Any]]] = []
     size = 0
     for frame in frames:
         length = len(frame.text.encode())
-        if chunk and size + length > limit:
-            _group_send(group, {**fields, "group": group, "frames": chunk})
-            chunk, size = [], 0
-        chunk.append([frame.text, frame.event_id, frame.published_at])
+        if not chunks or size + length > limit:  # a chunk always takes its first frame
+            chunks.append([])
+            size = 0
+        chunks[-1].append([frame.text, frame.event_id, frame.published_at])
         size += length
-    if chunk:
+    return chunks
+
+
+def _send_chunks(group: str, chunks: list[list[list[Any]]], fields: dict[str, Any]) -> None:
+    for chunk in chunks:
         _group_send(group, {**fields, "group": group, "frames": chunk})
 
 
@@ -109,11 +114,12 @@ def push_to_users(
     fields: dict[str, Any] = {"type": MESSAGE_TYPE, "inbox": inbox, "topics": topics}
     if once:
         fields["once"] = True
+    chunks = _chunks(frames)
     if len(user_pks) <= PER_USER_SEND_LIMIT:
         for user_pk in user_pks:
-            _send_frames(group_for_user(tenant_id, user_pk), frames, fields)
+            _send_chunks(group_for_user(tenant_id, user_pk), chunks, fields)
     else:
-        _send_frames(group_for_tenant(tenant_id), frames, {**fields, "users": user_pks})
+        _send_chunks(group_for_tenant(tenant_id), chunks, {**fields, "users": user_pks})
 
 
 def push_to_topic(
@@ -129,7 +135,7 @@ def push_to_topic(
     fields: dict[str, Any] = {"type": MESSAGE_TYPE, "inbox": False, "topics": topics}
     if once:
         fields["once"] = True
-    _send_frames(group_for_topic(tenant_id, topic_id), frames, fields)
+    _send_chunks(group_for_topic(tenant_id, topic_id), _chunks(frames), fields)
 
 
 OPS_GROUP_PREFIX = "herald.ops."
