@@ -13,26 +13,21 @@ from config.http import SyncChainASGIHandler  # noqa: E402
 
 django_http = SyncChainASGIHandler()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from accounts.middleware import SessionOriginMiddleware  # noqa: E402
 from notifications.node import HeraldApplication  # noqa: E402
-from notifications.routing import websocket_urlpatterns  # noqa: E402
+from notifications.routing import websocket_routes  # noqa: E402
 
 application = HeraldApplication(
-    ProtocolTypeRouter(
-        {
-            # In the embedded default Herald serves its own static files; behind nginx, nginx does.
-            "http": ASGIStaticFilesHandler(django_http) if settings.HERALD_SERVE_STATIC else django_http,
-            # The session (for handshakes with a session cookie from an allowed origin) but not
-            # Channels' AuthMiddlewareStack: the consumers that use a session read its user in a
-            # thread hop they make anyway (accounts.credentials.session_user), where the auth
-            # middleware would make one more per handshake, signed in or not.
-            "websocket": SessionOriginMiddleware(URLRouter(websocket_urlpatterns)),
-        }
-    )
+    # In the embedded default Herald serves its own static files; behind nginx, nginx does.
+    http=ASGIStaticFilesHandler(django_http) if settings.HERALD_SERVE_STATIC else django_http,
+    # The session (for handshakes with a session cookie from an allowed origin) but not Channels'
+    # AuthMiddlewareStack: the consumers that use a session read its user in a thread hop they
+    # make anyway (accounts.credentials.session_user), where the auth middleware would make one
+    # more per handshake, signed in or not.
+    websocket=SessionOriginMiddleware(websocket_routes),
 )
 
 # Everything loaded so far (Django, the apps, the URL and model registries: ~100,000 objects) lives

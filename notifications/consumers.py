@@ -129,6 +129,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.max_outbound_bytes = herald_settings.MAX_OUTBOUND_BYTES
         self.max_outbound_frames = herald_settings.MAX_OUTBOUND_FRAMES
         await self.accept()
+        if self.direct is not None:
+            self.direct.accepted()
         loop = asyncio.get_running_loop()
         self.auth_timer: asyncio.TimerHandle | None = loop.call_later(
             herald_settings.AUTH_TIMEOUT_SECONDS, lambda: loop.create_task(self._auth_timeout())

@@ -34,21 +34,26 @@ async def shutdown(grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
 
 
 class HeraldApplication:
-    """Outermost ASGI app: makes sure the background work of this process is running."""
+    """Outermost ASGI app: makes sure the background work of this process is running, and hands
+    each connection to the app of its protocol (what Channels' ProtocolTypeRouter does, without
+    one more coroutine kept suspended by every WebSocket)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, *, http: Any, websocket: Any) -> None:
+        self.apps = {"http": http, "websocket": websocket}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        app = self.apps.get(scope["type"])
+        if app is None:
+            raise ValueError(f"No application configured for scope type {scope['type']!r}")
         fanout.ensure_local_runner()
         if hub.current_hub() is None:
             # Start the hub with the first request, not the first WebSocket: a node that so far
             # served only REST must still report its figures (and join the cluster's presence).
             self._hub_starting = asyncio.ensure_future(hub.get_hub())
-        await self.inner(scope, receive, send)
+        await app(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

@@ -87,6 +87,9 @@ class DaphneSocket:
         if transport is not None:
             transport.abortConnection()
 
+    def accepted(self) -> None:
+        """Called once the handshake is answered. Daphne keeps nothing of it worth releasing."""
+
 
 class UvicornSocket:
     """Direct access to the asyncio transport of a uvicorn `websockets-sansio` WebSocket."""
@@ -113,6 +116,14 @@ class UvicornSocket:
 
     def abort(self) -> None:
         self.transport.abort()
+
+    def accepted(self) -> None:
+        """Called once the handshake is answered: uvicorn keeps the handshake's request and
+        response (two sets of headers, ~1.9 KB) for the socket's whole life, but reads them only
+        while answering the handshake. Released here (docs/performance.md, "Memory")."""
+        protocol = self.protocol
+        if protocol.handshake_complete and hasattr(protocol, "response"):
+            protocol.request = protocol.response = None
 
 
 DirectSocket = DaphneSocket | UvicornSocket
