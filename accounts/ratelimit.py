@@ -6,12 +6,14 @@ RateLimited carrying the seconds until the window resets (REST sends them as Ret
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
 
 from accounts.exceptions import RateLimited
 
@@ -27,6 +29,16 @@ class Charge:
     limit: int
     period: int
     cost: int = 1
+
+
+@functools.cache
+def _cache() -> BaseCache:
+    """The default cache as ONE object for the whole process. `django.core.cache.cache` would give
+    every asyncio task its own instance, kept for the task's life: every WebSocket connection
+    (whose auth is rate limited) would hold one, ~0.8 KB each (docs/performance.md, "Memory").
+    Herald's two backends are safe to share: Redis has one thread-safe client per process
+    (config/cache.py), locmem locks its dictionary."""
+    return caches.create_connection(DEFAULT_CACHE_ALIAS)
 
 
 def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) -> None:
@@ -71,6 +83,7 @@ def _count(cache_keys: list[str], charges: list[Charge]) -> list[int]:
     """The counters after adding each charge's cost, stopping after the first over its limit."""
     # A window's counter lives a little longer than the window so the last increment lands.
     expiries = [charge.period + 5 for charge in charges]
+    cache = _cache()
     if hasattr(cache, "incr_in_order"):  # Redis: one round trip (config/cache.py)
         return list(cache.incr_in_order(cache_keys, [c.cost for c in charges], expiries, [c.limit for c in charges]))
     counts = []

@@ -3,6 +3,8 @@ in the SQLite phase, Redis in the PostgreSQL phase)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 
 import pytest
@@ -39,3 +41,16 @@ def test_a_cost_counts_whole_and_a_zero_limit_refuses_without_counting_later_cha
     # The charge before the zero limit was counted: with a limit of 1 the next one is refused.
     with pytest.raises(RateLimited):
         consume_in_order([Charge("test.key", "z-" + key, 1, 60)])
+
+
+async def test_the_limiter_uses_one_cache_object_for_the_process_not_one_per_task():
+    """Django's `cache` gives every asyncio task (every WebSocket connection) an instance of its
+    own, held for the task's life; the limiter must not create one."""
+    from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+
+    async def connection_task() -> bool:
+        consume_in_order([Charge("test.per_task", uuid.uuid4().hex, 10, 60)])
+        return hasattr(caches._connections, DEFAULT_CACHE_ALIAS)  # asgiref Local: this task's own
+
+    # A context of its own, as a server gives each connection's task (nothing inherited from the test).
+    assert await asyncio.create_task(connection_task(), context=contextvars.Context()) is False
