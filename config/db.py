@@ -54,26 +54,42 @@ def fetch_one(
     request or connect (an API key, a signing key, an end user): the SQL is built once per
     process, where the ORM's compile of the same query costs ~4x running it. Values go through the
     ORM's own converters, so the instances are what `.first()` returns."""
-    lookup = _lookup(model, where, related, using)
+    rows = fetch_all(model, where, params, related=related, tail="LIMIT 1", using=using)
+    return rows[0] if rows else None
+
+
+def fetch_all(
+    model: type[M],
+    where: str,
+    params: Sequence[Any],
+    *,
+    related: str | None = None,
+    tail: str = "",
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[M]:
+    """As fetch_one, every matching row; `tail` is what follows the WHERE clause (ORDER BY, LIMIT;
+    placeholders allowed). For the queries of every fan-out round."""
+    lookup = _lookup(model, where, related, tail, using)
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(lookup.sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for position, (converters, column) in lookup.converters.items():
-        for converter in converters:
-            values[position] = converter(values[position], column, connection)
+        rows = cursor.fetchall()
     split = len(lookup.names)
-    instance = model.from_db(using, lookup.names, values[:split])
-    if lookup.related_model is not None:  # set exactly when `related` is
-        setattr(instance, str(related), lookup.related_model.from_db(using, lookup.related_names, values[split:]))
-    return instance
+    instances = []
+    for row in rows:
+        values = list(row)
+        for position, (converters, column) in lookup.converters.items():
+            for converter in converters:
+                values[position] = converter(values[position], column, connection)
+        instance = model.from_db(using, lookup.names, values[:split])
+        if lookup.related_model is not None:  # set exactly when `related` is
+            setattr(instance, str(related), lookup.related_model.from_db(using, lookup.related_names, values[split:]))
+        instances.append(instance)
+    return instances
 
 
 @functools.cache
-def _lookup(model: type[Model], where: str, related: str | None, using: str) -> _Lookup:
+def _lookup(model: type[Model], where: str, related: str | None, tail: str, using: str) -> _Lookup:
     fields = list(model._meta.concrete_fields)
     selected: list[tuple[str, Any]] = [("m", field) for field in fields]
     joins = ""
@@ -94,7 +110,7 @@ def _lookup(model: type[Model], where: str, related: str | None, using: str) -> 
     columns: list[Any] = [field.get_col(alias) for alias, field in selected]
     compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, using)
     return _Lookup(
-        sql=f"SELECT {select} FROM {model._meta.db_table} m{joins} WHERE {where} LIMIT 1",  # noqa: S608 - no values
+        sql=f"SELECT {select} FROM {model._meta.db_table} m{joins} WHERE {where} {tail}",  # noqa: S608 - no values
         names=[field.attname for field in fields],
         related_model=related_model,
         related_names=[field.attname for field in related_fields],

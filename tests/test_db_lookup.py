@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, EndUser, SigningKey, Tenant
 from accounts.services import end_user_ensure, signing_key_current
-from config.db import fetch_one
+from config.db import fetch_all, fetch_one
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +52,25 @@ def test_signing_keys_and_end_users(tenant: Tenant, other_tenant: Tenant) -> Non
     assert _values(end_user_ensure(tenant=tenant, external_id="alice")) == _values(EndUser.objects.get(pk=alice.pk))
     # The same external id in another tenant is another row.
     assert end_user_ensure(tenant=other_tenant, external_id="alice").pk != alice.pk
+
+
+def test_fetch_all_gives_every_row_in_the_order_and_limit_asked(tenant: Tenant, other_tenant: Tenant) -> None:
+    """The fan-out round's read of a tenant's outbox: jobs with their events, oldest first."""
+    from notifications.models import Event, FanoutJob
+
+    for owner, count in ((tenant, 4), (other_tenant, 2)):
+        events = Event.objects.bulk_create(
+            [Event(tenant=owner, number=n, kind="k", data={"n": n}, recipients=[f"u{n}"]) for n in range(1, count + 1)]
+        )
+        FanoutJob.objects.bulk_create([FanoutJob(event=event, tenant=owner) for event in reversed(events)])
+    expected = list(FanoutJob.objects.filter(tenant=tenant).select_related("event").order_by("event_id")[:3])
+
+    with CaptureQueriesContext(connection) as queries:
+        found = fetch_all(
+            FanoutJob, "m.tenant_id = %s", [tenant.pk, 3], related="event", tail="ORDER BY m.event_id LIMIT %s"
+        )
+        assert [_values(job) for job in found] == [_values(job) for job in expected]
+        assert [_values(job.event) for job in found] == [_values(job.event) for job in expected]
+    assert len(queries) == 1
+    assert [job.event.data for job in found] == [{"n": 1}, {"n": 2}, {"n": 3}]  # JSON decoded as the ORM does
+    assert fetch_all(FanoutJob, "m.tenant_id = %s", [-1], related="event") == []
