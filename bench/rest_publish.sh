@@ -6,6 +6,7 @@
 #   bench/rest_publish.sh                          # kinds: single topic batch; 16 clients; 15 s each
 #   KINDS="topic" CONCURRENCY=32 DURATION=30 bench/rest_publish.sh
 #   PROFILE=1 bench/rest_publish.sh                # + py-spy of the server during each kind
+#   PROFILE=1 PYSPY_FLAGS=--gil bench/rest_publish.sh   # ... sampling only the thread holding the GIL
 #
 # Uses its own Redis on REST_BENCH_REDIS_PORT (default 6391; started here, stopped at the end) and
 # the benchmark database (HERALD_BENCH_DATABASE_URL, default herald_bench; its `bench` tenant is
@@ -54,7 +55,8 @@ for kind in $KINDS; do
   say "$kind: $CONCURRENCY clients, ${DURATION} s"
   spy=""
   if [ "${PROFILE:-0}" = 1 ]; then
-    timeout $(( DURATION + 30 )) "$PYSPY" record --pid "$server" --rate 100 --format raw \
+    # shellcheck disable=SC2086  # PYSPY_FLAGS: e.g. "--gil" (only the GIL holder is sampled)
+    timeout $(( DURATION + 30 )) "$PYSPY" record --pid "$server" --rate 100 --format raw ${PYSPY_FLAGS:-} \
       --output "$OUT/profile-$kind.folded" --duration "$DURATION" --nonblocking >/dev/null 2>&1 &
     spy=$!
   fi
