@@ -38,10 +38,12 @@ def origin_allows_session(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class SessionOriginMiddleware:
-    """Marks whether the handshake may use the session (`herald_session_allowed`), and sends it
-    through Channels' cookie and session middleware only when it may and carries a session cookie.
-    A socket that authenticates with a token (the usual case) then holds no session objects and
-    parses no cookies; the consumers treat a missing `session` as no session."""
+    """Sends the handshake through Channels' cookie and session middleware only when it may use
+    the session (`herald_session_allowed`) and carries a session cookie. A socket that
+    authenticates with a token (the usual case) goes on with the server's own scope, not a copy
+    (which every socket would hold for its whole life: ~0.6 KB, docs/performance.md "Memory"), and
+    holds no session objects; the consumers treat a missing `session` (and a missing
+    `herald_session_allowed`) as no session."""
 
     def __init__(self, inner: Any) -> None:
         self.without_session = inner
@@ -49,16 +51,16 @@ class SessionOriginMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         headers = scope.get("headers", [])
-        allowed = origin_allows_session(headers)
+        cookie_name = settings.SESSION_COOKIE_NAME.encode("latin-1")
+        # A substring test: a false match only costs the session middleware's parsing.
+        has_cookie = any(name == b"cookie" and cookie_name in value for name, value in headers)
+        if not (has_cookie and origin_allows_session(headers)):
+            return await self.without_session(scope, receive, send)
         scope = dict(
             scope,
-            herald_session_allowed=allowed,
+            herald_session_allowed=True,
             # The server's own send, before the session middleware wraps it: live frames are
             # written through it (notifications/transport.py), skipping a wrapper per frame.
             herald_server_send=send,
         )
-        cookie_name = settings.SESSION_COOKIE_NAME.encode("latin-1")
-        # A substring test: a false match only costs the session middleware's parsing.
-        has_cookie = any(name == b"cookie" and cookie_name in value for name, value in headers)
-        app = self.with_session if allowed and has_cookie else self.without_session
-        return await app(scope, receive, send)
+        return await self.with_session(scope, receive, send)

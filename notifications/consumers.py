@@ -120,7 +120,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.bucket_at = 0.0
         self.refused_frames = 0
         # uvicorn, Daphne: live frames go straight to the socket's transport; elsewhere through a queue.
-        self.direct = direct_socket(self.scope.get("herald_server_send"))
+        # The server's own send: the one this consumer was given, unless the session middleware
+        # wrapped it (accounts.middleware.SessionOriginMiddleware then keeps the server's).
+        self.direct = direct_socket(self.scope.get("herald_server_send", self.base_send))
         if self.direct is not None:
             self.direct.limit_kernel_buffer(herald_settings.SOCKET_SEND_BUFFER_BYTES)
         self.outbox: deque[str] | None = None  # created on first use: most servers take the fast path
