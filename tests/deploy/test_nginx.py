@@ -93,3 +93,13 @@ def test_certificates_are_kept_while_valid_and_remade_for_other_names(tmp_path):
     assert tls.ensure_certificates(tmp_path).certificate.read_bytes() == made
     assert tls.ensure_certificates(tmp_path, hosts=("herald.test",)).certificate.read_bytes() != made
     assert oct(first.key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_nginx_closes_idle_upstream_connections_before_the_node_does(tmp_path):
+    """Otherwise a request sent on a connection the node is closing fails, and nginx does not
+    retry a POST: a publish answered 502."""
+    from notifications.management.commands.serve import KEEP_ALIVE_SECONDS
+
+    timeouts = [line for line in directives(nginx.render(layout(tmp_path))) if line.startswith("keepalive_timeout")]
+    assert timeouts == ["keepalive_timeout 60s;"]
+    assert KEEP_ALIVE_SECONDS > 60

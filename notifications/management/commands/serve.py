@@ -28,6 +28,13 @@ from config.logging import HandshakeLinesFilter
 
 logger = logging.getLogger("herald.serve")
 
+# How long an idle keep-alive HTTP connection stays open on uvicorn (its default is 5 s). Longer
+# than the `keepalive_timeout` of nginx's upstream connections (60 s, nginx.conf), so that the
+# proxy, never the node, closes an idle one: a request nginx sends on a connection the node is
+# closing at that moment fails, and nginx does not retry a POST (a publish answered 502). Clients
+# calling a node directly with keep-alive meet the same race (one failed publish in a benchmark run).
+KEEP_ALIVE_SECONDS = 75
+
 
 class GracefulServer(Server):  # type: ignore[misc]
     """Daphne's server with Herald's SIGTERM/SIGINT handling."""
@@ -151,6 +158,7 @@ class Command(BaseCommand):
             ws_per_message_deflate=herald_settings.WS_COMPRESSION,
             # Room for a burst of reconnecting clients (uvicorn's default is 2048).
             backlog=4096,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             proxy_headers=options["proxy_headers"],
             forwarded_allow_ips="127.0.0.1" if options["proxy_headers"] else None,
             # Herald's JSON logging (config/settings.py LOGGING) instead of uvicorn's own.
