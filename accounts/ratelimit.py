@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from accounts.exceptions import RateLimited
 
@@ -39,6 +41,12 @@ def _cache() -> BaseCache:
     Herald's two backends are safe to share: Redis has one thread-safe client per process
     (config/cache.py), locmem locks its dictionary."""
     return caches.create_connection(DEFAULT_CACHE_ALIAS)
+
+
+@receiver(setting_changed)
+def _cache_setting_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "CACHES":  # override_settings(CACHES=...) in a test: use the new cache
+        _cache.cache_clear()
 
 
 def consume(action: str, *, key: str, limit: int, period: int, cost: int = 1) -> None:

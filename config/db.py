@@ -68,7 +68,8 @@ def fetch_all(
     using: str = DEFAULT_DB_ALIAS,
 ) -> list[M]:
     """As fetch_one, every matching row; `tail` is what follows the WHERE clause (ORDER BY, LIMIT;
-    placeholders allowed). For the queries of every fan-out round."""
+    placeholders allowed: `params` holds the WHERE clause's values, then the tail's). For the
+    queries of every fan-out round."""
     lookup = _lookup(model, where, related, tail, using)
     connection = connections[using]
     with connection.cursor() as cursor:

@@ -88,7 +88,8 @@ def process_pending() -> int:
                 related="event",
                 tail="ORDER BY m.event_id LIMIT %s",
             )
-            completed += _process_jobs(jobs)
+            if jobs:  # empty when another node finished them between the two reads
+                completed += _process_jobs(jobs)
     return completed
 
 
@@ -140,6 +141,8 @@ def _topics_of(event_ids: list[int]) -> tuple[dict[int, list[tuple[int, str]]], 
     subscribers: one query."""
     topics: dict[int, list[tuple[int, str]]] = {event_id: [] for event_id in event_ids}
     subscribed: set[int] = set()
+    if not event_ids:  # "IN ()" is an SQL error on PostgreSQL
+        return topics, subscribed
     placeholders = ", ".join(["%s"] * len(event_ids))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
@@ -269,10 +272,12 @@ def _mark_delivered(tenant_id: int, events: list[Event], now: datetime) -> None:
 def _delete_jobs(jobs: list[FanoutJob]) -> None:
     """The finished jobs out of the outbox: one DELETE, without the ORM's deletion collector (a
     job has nothing that depends on it)."""
+    if not jobs:
+        return
     placeholders = ", ".join(["%s"] * len(jobs))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {FanoutJob._meta.db_table} WHERE event_id IN ({placeholders})",  # noqa: S608
+            f"DELETE FROM {FanoutJob._meta.db_table} WHERE {FanoutJob._meta.pk.column} IN ({placeholders})",  # noqa: S608
             [job.pk for job in jobs],
         )
 

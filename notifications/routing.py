@@ -22,10 +22,11 @@ class PathDenier(WebsocketDenier):
 
 
 class WebSocketRoutes:
-    """Runs the consumer of the handshake's path (an exact match; the ASGI root_path, if any, is
-    not part of it), or PathDenier. Channels' URLRouter and as_asgi() would each keep a
-    suspended coroutine, and URLRouter one more copy of the scope, for the whole life of every
-    socket: ~0.5 KB of a node's memory per idle connection (docs/performance.md, "Memory")."""
+    """Runs the consumer of the handshake's path, or PathDenier. The path must match exactly once
+    the ASGI root_path, if any, and repeated leading slashes are taken off (as Channels' URLRouter
+    does). Channels' URLRouter and as_asgi() would each keep a suspended coroutine, and URLRouter
+    one more copy of the scope, for the whole life of every socket: ~0.5 KB of a node's memory per
+    idle connection (docs/performance.md, "Memory")."""
 
     def __init__(self, routes: dict[str, type[AsyncConsumer]]) -> None:
         self.routes = routes
@@ -35,6 +36,7 @@ class WebSocketRoutes:
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
+        path = "/" + path.lstrip("/")
         consumer_class = self.routes.get(path, PathDenier)
         await consumer_class()(scope, receive, send)
 

@@ -72,5 +72,7 @@ def test_fetch_all_gives_every_row_in_the_order_and_limit_asked(tenant: Tenant, 
         assert [_values(job) for job in found] == [_values(job) for job in expected]
         assert [_values(job.event) for job in found] == [_values(job.event) for job in expected]
     assert len(queries) == 1
+    # SQLite returns these rows in key order anyway: the ORDER BY must be in the statement itself.
+    assert queries[0]["sql"].endswith("ORDER BY m.event_id LIMIT 3")
     assert [job.event.data for job in found] == [{"n": 1}, {"n": 2}, {"n": 3}]  # JSON decoded as the ORM does
     assert fetch_all(FanoutJob, "m.tenant_id = %s", [-1], related="event") == []

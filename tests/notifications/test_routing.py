@@ -20,8 +20,6 @@ from notifications.node import HeraldApplication
 from notifications.routing import WebSocketRoutes
 from notifications.transport import UvicornSocket
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_stack")]
-
 
 class Recorder:
     """A stand-in consumer class: records the scope it was run with."""
@@ -37,6 +35,8 @@ class Recorder:
     [
         ("/ws/v1/", "", True),
         ("/herald/ws/v1/", "/herald", True),  # served under a prefix: the prefix is not the route's
+        ("/herald/ws/v1/", "/herald/", True),
+        ("//ws/v1/", "", True),  # repeated leading slashes count as one, as with Channels' URLRouter
         ("/ws/v1", "", False),  # exact paths only
         ("/ws/v1/x", "", False),
         ("/herald/ws/v1/", "", False),
@@ -58,6 +58,8 @@ async def test_a_path_runs_its_consumer_or_the_denier(path, root_path, routed, m
         assert Recorder.seen[0] is scope  # no copy of the scope per connection
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_stack")
 async def test_unknown_paths_are_refused_at_the_handshake_and_known_ones_accepted():
     for path, accepted in (("/ws/v2/", False), ("/ws/v1", False), ("/", False), ("/ws/v1/", True)):
         socket_ = WebsocketCommunicator(application, path)
@@ -96,6 +98,8 @@ async def _uvicorn() -> Any:
         listener.close()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_stack")
 async def test_uvicorn_lets_go_of_the_handshake_once_it_is_answered(tenant, make_token):
     token = await asyncio.to_thread(make_token, tenant, "alice")
     async with _uvicorn() as port, websockets.connect(f"ws://127.0.0.1:{port}/ws/v1/", open_timeout=10) as client:
