@@ -33,6 +33,12 @@ def in_thread(func: Any) -> Any:
     return sync_to_async(run, thread_sensitive=False)
 
 
+def placeholders(count: int) -> str:
+    """`%s, %s, ...` for an SQL `IN (...)` list of `count` parameters: plain SQL on the hot paths
+    carries every value as a parameter, never in the statement's text."""
+    return ", ".join(["%s"] * count)
+
+
 # --- Hot-path lookups -----------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import EndUser
 from accounts.services import end_users_ensure
-from config.db import fetch_all, in_thread
+from config.db import fetch_all, in_thread, placeholders
 from config.herald import herald_settings
 from notifications import delivery, protocol
 from notifications.models import Event, FanoutJob, Notification, Stream, Subscription, Topic
@@ -143,13 +143,12 @@ def _topics_of(event_ids: list[int]) -> tuple[dict[int, list[tuple[int, str]]], 
     subscribed: set[int] = set()
     if not event_ids:  # "IN ()" is an SQL error on PostgreSQL
         return topics, subscribed
-    placeholders = ", ".join(["%s"] * len(event_ids))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
             f'SELECT et.event_id, et.topic_id, t."key", EXISTS (SELECT 1 FROM {Subscription._meta.db_table} s '  # noqa: S608
             f"WHERE s.topic_id = et.topic_id) FROM {Event.topics.through._meta.db_table} et "
             f"JOIN {Topic._meta.db_table} t ON t.id = et.topic_id "
-            f'WHERE et.event_id IN ({placeholders}) ORDER BY t."key"',
+            f'WHERE et.event_id IN ({placeholders(len(event_ids))}) ORDER BY t."key"',
             event_ids,
         )
         for event_id, topic_id, key, has_subscribers in cursor.fetchall():
@@ -274,10 +273,9 @@ def _delete_jobs(jobs: list[FanoutJob]) -> None:
     job has nothing that depends on it)."""
     if not jobs:
         return
-    placeholders = ", ".join(["%s"] * len(jobs))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {FanoutJob._meta.db_table} WHERE {FanoutJob._meta.pk.column} IN ({placeholders})",  # noqa: S608
+            f"DELETE FROM {FanoutJob._meta.db_table} WHERE {FanoutJob._meta.pk.column} IN ({placeholders(len(jobs))})",  # noqa: S608
             [job.pk for job in jobs],
         )
 

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from accounts.exceptions import Forbidden, NotFound, ValidationFailed
 from accounts.models import EndUser, Tenant
 from accounts.principals import EndUserPrincipal
+from config.db import placeholders
 from config.herald import herald_settings
 from notifications import protocol
 from notifications.models import TOPIC_KEY_PATTERN, Event, Notification, Stream, Subscription, Topic
@@ -59,11 +60,10 @@ def topics_partition(*, principal: EndUserPrincipal, keys: tuple[str, ...]) -> t
         return {}, []
     # Read on every connect that names topics: plain SQL, as in unread_count. At most
     # MAX_SUBSCRIPTIONS_PER_CONNECTION keys (protocol._topics), each a placeholder.
-    placeholders = ", ".join(["%s"] * len(keys))
     with connection.cursor() as cursor:
         cursor.execute(
             'SELECT "key", id, allow_client_subscribe FROM notifications_topic '  # noqa: S608 - placeholders only
-            f'WHERE tenant_id = %s AND "key" IN ({placeholders})',
+            f'WHERE tenant_id = %s AND "key" IN ({placeholders(len(keys))})',
             [principal.tenant.pk, *keys],
         )
         topics = {key: (topic_id, bool(open_to_clients)) for key, topic_id, open_to_clients in cursor.fetchall()}

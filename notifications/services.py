@@ -17,6 +17,7 @@ from accounts.exceptions import Conflict, ValidationFailed
 from accounts.models import ApiKey, EndUser, Tenant
 from accounts.ratelimit import Charge, consume_in_order
 from accounts.services import end_user_ensure
+from config.db import placeholders
 from notifications import delivery, fanout, metrics, protocol, selectors
 from notifications.models import Event, EventCounter, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
 
@@ -147,10 +148,9 @@ def _topic_ids(tenant: Tenant, items: list[EventInput]) -> dict[str, int]:
     keys = sorted({key for item in items for key in item.topics})
     if not keys:
         return {}
-    placeholders = ", ".join(["%s"] * len(keys))  # placeholders only: every value is a parameter
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT key, id FROM notifications_topic WHERE tenant_id = %s AND key IN ({placeholders})",  # noqa: S608
+            f"SELECT key, id FROM notifications_topic WHERE tenant_id = %s AND key IN ({placeholders(len(keys))})",  # noqa: S608
             [tenant.pk, *keys],
         )
         return dict(cursor.fetchall())
