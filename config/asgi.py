@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from accounts.middleware import SessionOriginMiddleware  # noqa: E402
+from config.warmup import load_request_path  # noqa: E402
 from notifications.node import HeraldApplication  # noqa: E402
 from notifications.routing import websocket_routes  # noqa: E402
 
@@ -29,6 +30,9 @@ application = HeraldApplication(
     # more per handshake, signed in or not.
     websocket=SessionOriginMiddleware(websocket_routes),
 )
+
+# What the first request would import (the URLconf and its views, DRF's configured classes).
+load_request_path()
 
 # Everything loaded so far (Django, the apps, the URL and model registries: ~100,000 objects) lives
 # as long as the process. Move it out of the garbage collector's sight, so a full collection only
