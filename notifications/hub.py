@@ -26,7 +26,7 @@ from channels_redis.core import RedisChannelLayer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.herald import herald_settings
-from notifications import delivery, metrics, presence, protocol
+from notifications import collection, delivery, metrics, presence, protocol
 from notifications.transport import Outgoing
 
 logger = logging.getLogger("herald.hub")
@@ -74,6 +74,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.layer_healthy = True
         self.frames_out = 0
+        self.connections_opened = 0
         self._stopping = False
         self.presence = presence.counter_for_settings()
         # Authenticated connections per tenant on this node (metrics, operations dashboard).
@@ -92,6 +93,7 @@ class Hub:
             asyncio.create_task(self._refresh_loop(), name="herald-hub-refresh"),
             asyncio.create_task(self._heartbeat_loop(), name="herald-hub-heartbeat"),
             asyncio.create_task(self._stats_loop(), name="herald-hub-stats"),
+            asyncio.create_task(self._collect_loop(), name="herald-hub-collect"),
         ]
 
     async def stop(self) -> None:
@@ -122,6 +124,8 @@ class Hub:
     async def register(self, connection: LiveConnection) -> None:
         """Make the connection reachable by its user and tenant groups (joined before returning)."""
         self.by_user.setdefault((connection.tenant_id, connection.user_pk), set()).add(connection)
+        self.connections_opened += 1
+        collection.schedule().connection_opened()
         self.tenant_connections[connection.tenant_id] = self.tenant_connections.get(connection.tenant_id, 0) + 1
         await asyncio.gather(
             self.join(connection, delivery.group_for_user(connection.tenant_id, connection.user_pk)),
@@ -316,6 +320,23 @@ class Hub:
                     connections=self.tenant_connections.get(tenant_id, 0),
                 )
                 await delivery.publish_stats(tenant_id, protocol.encode(frame))
+
+    async def _collect_loop(self) -> None:
+        seen = self.collect_if_quiet(None)
+        while True:
+            await asyncio.sleep(collection.QUIET_SECONDS)
+            seen = self.collect_if_quiet(seen)
+
+    def collect_if_quiet(self, seen: tuple[int, int] | None) -> tuple[int, int]:
+        """The full garbage collection that a burst of connections makes due, in the first quiet
+        moment after it rather than in the traffic that follows (notifications/collection.py):
+        `seen` is what this returned one QUIET_SECONDS ago (None at first); nothing changed since
+        means no connection and no delivery meanwhile."""
+        now = (self.connections_opened, self.frames_out)
+        schedule = collection.schedule()
+        if now == seen and schedule.due(self.connection_count):
+            schedule.collect()
+        return now
 
     async def _heartbeat_loop(self) -> None:
         interval = herald_settings.HEARTBEAT_SECONDS

@@ -41,6 +41,13 @@ RATE_LIMITED = Counter(
     "herald_rate_limited_total", "Requests and frames refused by a rate limit", ["action"], registry=REGISTRY
 )
 ERRORS = Counter("herald_errors_total", "Error answers by code", ["transport", "code"], registry=REGISTRY)
+GC_PAUSE = Histogram(
+    "herald_gc_pause_seconds",
+    "How long each garbage collection paused this process (generation 2: a full collection)",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 FANOUT_QUEUE = Gauge("herald_fanout_queue_depth", "Events waiting for fan-out (the outbox)", registry=REGISTRY)
 
 # Tenant ids seen on this node -> slug, for labels (the hub knows ids, people read slugs).
@@ -131,6 +138,10 @@ def connection_opened(tenant_id: int, slug: str) -> None:
 
 def connection_closed(tenant_id: int) -> None:
     CONNECTIONS.labels(slug_of(tenant_id)).dec()
+
+
+def gc_paused(generation: int, seconds: float) -> None:
+    GC_PAUSE.labels(str(generation)).observe(seconds)
 
 
 def rate_limited(action: str, tenant_id: int | None = None) -> None:
