@@ -3,23 +3,24 @@
 Django imports the URLconf (and with it every view module, Django REST framework and the schema
 generator) when the first request is resolved; DRF imports its configured classes (renderers,
 parsers, authentication, the exception handler) when a view first asks for them; the session,
-message and cache middleware import their backends, and the database its connection pool, on
-first use. Together ~100 ms of CPU in the first request (docs/performance.md, "Start-up"), while
+message and cache middleware import their backends, and the database its pool module, on first
+use. Together ~100 ms of CPU in the first request (docs/performance.md, "Start-up"), while
 every request that arrives meanwhile waits. Done while the process starts, before it takes any
 traffic, it costs the same, and what it creates is among the objects config.asgi moves out of the
 garbage collector's sight. Nothing here connects to anything."""
 
 from __future__ import annotations
 
+import importlib
+
 from django.conf import settings
-from django.db import connections
 from django.urls import get_resolver
 from django.utils.module_loading import import_string
 from rest_framework.settings import api_settings
 
 
 def load_request_path() -> None:
-    """Import what the first request would import, and create (not open) the database pools."""
+    """Import what the first request would import."""
     get_resolver().url_patterns  # noqa: B018 - the property imports the URLconf and caches it
     for name in api_settings.import_strings:
         getattr(api_settings, name)
@@ -28,5 +29,7 @@ def load_request_path() -> None:
     import_string(f"{settings.SESSION_ENGINE}.SessionStore")
     for cache in settings.CACHES.values():
         import_string(str(cache["BACKEND"]))
-    for alias in connections:
-        getattr(connections[alias], "pool", None)  # PostgreSQL with pooling: the pool, not yet open
+    if any(database.get("OPTIONS", {}).get("pool") for database in settings.DATABASES.values()):
+        # The pool's module only: the pool itself takes its connection settings when created,
+        # which must stay the first connection's business (tests, for one, change them later).
+        importlib.import_module("psycopg_pool")
