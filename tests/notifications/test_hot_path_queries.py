@@ -100,7 +100,7 @@ def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_toke
     principal = credentials.end_user_principal_from_token(token)
     for body in ({"kind": "k", "recipients": ["alice"]}, {"kind": "k", "topics": ["live"]}):
         assert api.post("/api/v1/events", body, format="json").status_code == 202
-    run_fanout()  # whatever the publishes did not finish themselves (services.events_publish)
+    assert run_fanout() == 2
     allowed, _ = selectors.topics_partition(principal=principal, keys=("live",))
 
     statements: list[int] = []
