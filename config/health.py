@@ -42,7 +42,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     or, when no token is set, a request straight from loopback (a local Prometheus agent)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from notifications import metrics
+    from notifications import collection, metrics
     from notifications.models import FanoutJob
 
     token = herald_settings.METRICS_TOKEN
@@ -58,6 +58,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     )
     if not allowed:
         return JsonResponse({"error": {"code": "forbidden", "message": "Metrics need the metrics token."}}, status=403)
+    collection.schedule().record_pauses()
     try:
         metrics.FANOUT_QUEUE.set(FanoutJob.objects.count())
     except Exception:

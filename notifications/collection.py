@@ -9,9 +9,9 @@ last one of a burst of connections then falls a few seconds later, in whatever t
 
 The hub (notifications/hub.py) runs that collection in the first quiet moment instead: once at
 least a quarter as many connections have opened since the last full collection as are open now
-(CPython's own threshold, counted in connections, so this never collects more often than CPython
-would), and neither a connection nor a delivery arrived for QUIET_SECONDS. A node that is never
-quiet keeps CPython's schedule. Every collection's pause is recorded in the
+(CPython's own threshold, counted in connections rather than objects: about as often as CPython
+would collect anyway), and neither a connection nor a delivery arrived for QUIET_SECONDS. A node
+that is never quiet keeps CPython's schedule. Every collection's pause is recorded in the
 `herald_gc_pause_seconds` histogram (by generation)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from notifications import metrics
@@ -29,6 +30,8 @@ GROWTH_SHARE = 0.25
 MIN_NEW_CONNECTIONS = 50
 # No connection and no delivery for this long: the node is quiet.
 QUIET_SECONDS = 0.25
+# Pauses waiting for record_pauses() at most (a process without a hub drops the oldest).
+PAUSES_KEPT = 10_000
 
 
 class CollectionSchedule:
@@ -38,7 +41,10 @@ class CollectionSchedule:
     def __init__(self) -> None:
         self.opened_since_full = 0
         self.full_collections = 0
-        self._started = 0.0
+        self._started: float | None = None
+        # (generation, seconds) of collections not yet in the metrics: the collector's callback
+        # only appends here (no lock, nothing that could wait), record_pauses() moves them on.
+        self._pauses: deque[tuple[int, float]] = deque(maxlen=PAUSES_KEPT)
 
     def connection_opened(self) -> None:
         self.opened_since_full += 1
@@ -53,15 +59,26 @@ class CollectionSchedule:
 
     def on_collection(self, phase: str, info: dict[str, Any]) -> None:
         """gc.callbacks hook: runs in whichever thread the collection happens, with the collector
-        busy (so it cannot start another collection)."""
+        busy (so it cannot start another collection). Takes no lock: the thread may hold one that
+        the metrics also take (a scrape copying a metric's children, say)."""
         if phase == "start":
             self._started = time.perf_counter()
             return
+        if self._started is None:  # hooked in mid-collection
+            return
         generation = info["generation"]
-        metrics.gc_paused(generation, time.perf_counter() - self._started)
         if generation == 2:
             self.full_collections += 1
             self.opened_since_full = 0
+        self._pauses.append((generation, time.perf_counter() - self._started))
+        self._started = None
+
+    def record_pauses(self) -> None:
+        """Move the pauses measured so far into the `herald_gc_pause_seconds` histogram (the hub
+        does every QUIET_SECONDS; the /metrics view before each scrape)."""
+        while self._pauses:
+            generation, seconds = self._pauses.popleft()
+            metrics.gc_paused(generation, seconds)
 
 
 _schedule: CollectionSchedule | None = None

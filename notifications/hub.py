@@ -336,6 +336,7 @@ class Hub:
         schedule = collection.schedule()
         if now == seen and schedule.due(self.connection_count):
             schedule.collect()
+        schedule.record_pauses()
         return now
 
     async def _heartbeat_loop(self) -> None:
