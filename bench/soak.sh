@@ -48,5 +48,19 @@ if m:
     print(f"server RSS: start {m['start_mb']} MB, end {m['end_mb']} MB, max {m['max_mb']} MB, "
           f"change {m['change_mb']:+} MB ({m['change_pct']:+}%)")
 PY
+# The server's garbage-collection pauses over the whole run (its /metrics, loopback: no token needed).
+"$PY" - "http://127.0.0.1:$PORT/metrics" <<'PY' || true
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+for generation in ("0", "1", "2"):
+    def value(name, le=None):
+        label = f'generation="{generation}"' + (f',le="{le}"' if le else "")
+        match = re.search(rf'^herald_gc_pause_seconds_{name}{{{label}}} (\S+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+    count = value("count")
+    buckets = re.findall(rf'^herald_gc_pause_seconds_bucket{{generation="{generation}",le="([^"]+)"}} (\S+)$', text, re.M)
+    longest = next((le for le, n in buckets if float(n) >= count), "+Inf") if count else "-"
+    print(f"gc generation {generation}: {int(count)} collections, {value('sum') * 1000:.0f} ms in all, longest <= {longest} s")
+PY
 say "done (load test exit status $status); report in $OUT/soak.json"
 exit "$status"
