@@ -5,9 +5,9 @@ generator) when the first request is resolved; DRF imports its configured classe
 parsers, authentication, the exception handler) when a view first asks for them; the session,
 message and cache middleware import their backends, and the database its pool module, on first
 use. Together ~100 ms of CPU in the first request, while every request that arrives meanwhile
-waits (docs/performance.md, "What changed in the fifth session"). Done while the process starts, before it takes any
-traffic, it costs the same, and what it creates is among the objects config.asgi moves out of the
-garbage collector's sight. Nothing here connects to anything."""
+waits (docs/performance.md, "What changed in the fifth session"). Done while the process starts,
+before it takes any traffic, it costs the same, and what it creates is among the objects
+config.asgi moves out of the garbage collector's sight. Nothing here connects to anything."""
 
 from __future__ import annotations
 

@@ -86,8 +86,11 @@ _schedule_guard = threading.Lock()
 
 
 def schedule() -> CollectionSchedule:
-    """The process's schedule, hooked into the collector the first time it is asked for."""
+    """The process's schedule, hooked into the collector the first time it is asked for (the
+    hub asks on every connect: once it exists, no lock)."""
     global _schedule
+    if _schedule is not None:
+        return _schedule
     with _schedule_guard:
         if _schedule is None:
             _schedule = CollectionSchedule()
