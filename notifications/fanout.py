@@ -55,8 +55,7 @@ def tenant_lock(tenant_id: int) -> Iterator[bool]:
             yield acquired
         finally:
             if acquired:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_NAMESPACE, tenant_id])
+                _advisory_unlock(tenant_id)
         return
     # SQLite: the embedded default runs one process, so a process-wide lock is enough.
     with _local_locks_guard:
@@ -67,6 +66,23 @@ def tenant_lock(tenant_id: int) -> Iterator[bool]:
     finally:
         if acquired:
             lock.release()
+
+
+def _advisory_unlock(tenant_id: int) -> None:
+    """Release the tenant's session-level lock. If that fails on a connection that is still open,
+    the lock would stay held by a session the pool hands out again, and no node could fan out this
+    tenant's events until the process restarts: the session is closed instead (PostgreSQL releases
+    its locks; the pool replaces a closed connection), and the error goes up to the round."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_NAMESPACE, tenant_id])
+    except Exception:
+        raw = connection.connection
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+        logger.warning("fan-out lock release failed; closed the session to free it", extra={"tenant": tenant_id})
+        raise
 
 
 def process_pending() -> int:

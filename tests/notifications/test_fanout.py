@@ -274,3 +274,34 @@ def test_a_message_is_at_most_a_quarter_of_the_slow_client_limit(monkeypatch, se
     settings.HERALD = {**settings.HERALD, "MAX_OUTBOUND_BYTES": 16 * 1024}  # the smallest allowed
     delivery.push_to_topic(tenant_id=1, topic_id=2, frames=[delivery.LiveFrame("z" * 1000, n) for n in range(40)])
     assert [len(message["frames"]) for message in sent] == [4] * 10  # 4,096 bytes each at most
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_whose_release_fails_is_freed_by_closing_its_session(tenant):
+    """A session-level advisory lock outlives a failed unlock: left on a pooled connection, it
+    would stop every node from fanning out this tenant's events until a restart."""
+    if connection.vendor != "postgresql":
+        pytest.skip("session advisory locks are PostgreSQL's (SQLite uses a process-local lock)")
+    import psycopg
+    from django.db import OperationalError
+
+    def unlock_fails(execute, sql, params, many, context):
+        if "pg_advisory_unlock" in sql:
+            raise OperationalError("simulated: the unlock did not go through")
+        return execute(sql, params, many, context)
+
+    with (
+        pytest.raises(OperationalError),
+        connection.execute_wrapper(unlock_fails),
+        fanout.tenant_lock(tenant.pk) as acquired,
+    ):
+        assert acquired
+    connection.close()  # what the round's thread does when it ends (config.db.in_thread)
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as other:  # another node's session
+        taken = other.execute("SELECT pg_try_advisory_lock(%s, %s)", [fanout._ADVISORY_NAMESPACE, tenant.pk]).fetchone()
+        assert taken == (True,)
+    with fanout.tenant_lock(tenant.pk) as acquired:  # and this process gets it again, too
+        assert acquired
