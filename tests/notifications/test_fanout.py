@@ -303,5 +303,7 @@ def test_a_lock_whose_release_fails_is_freed_by_closing_its_session(tenant):
     with psycopg.connect(**params, autocommit=True) as other:  # another node's session
         taken = other.execute("SELECT pg_try_advisory_lock(%s, %s)", [fanout._ADVISORY_NAMESPACE, tenant.pk]).fetchone()
         assert taken == (True,)
+        # Released here, not by the close: a closing session's locks go only when its backend exits.
+        other.execute("SELECT pg_advisory_unlock(%s, %s)", [fanout._ADVISORY_NAMESPACE, tenant.pk])
     with fanout.tenant_lock(tenant.pk) as acquired:  # and this process gets it again, too
         assert acquired
