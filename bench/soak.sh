@@ -53,9 +53,8 @@ PY
 import re, sys, urllib.request
 text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
 for generation in ("0", "1", "2"):
-    def value(name, le=None):
-        label = f'generation="{generation}"' + (f',le="{le}"' if le else "")
-        match = re.search(rf'^herald_gc_pause_seconds_{name}{{{label}}} (\S+)$', text, re.M)
+    def value(name):
+        match = re.search(rf'^herald_gc_pause_seconds_{name}{{generation="{generation}"}} (\S+)$', text, re.M)
         return float(match.group(1)) if match else 0.0
     count = value("count")
     buckets = re.findall(rf'^herald_gc_pause_seconds_bucket{{generation="{generation}",le="([^"]+)"}} (\S+)$', text, re.M)
