@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -22,7 +23,10 @@ def test_the_chain_is_loaded_in_sync_mode():
     assert not iscoroutinefunction(handler._middleware_chain)
 
 
-def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[dict, bytes]:
+def request(
+    app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], client_port: int = 50000
+) -> Any:
+    """A coroutine that sends one request to the ASGI app and returns what the app sent back."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -34,7 +38,7 @@ def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[b
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"localhost"), (b"content-length", str(len(body)).encode()), *headers],
-        "client": ("127.0.0.1", 50000),
+        "client": ("127.0.0.1", client_port),
         "server": ("127.0.0.1", 8000),
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -49,7 +53,15 @@ def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[b
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=20))
+    async def run() -> list[dict]:
+        await app(scope, receive, send)
+        return sent
+
+    return run()
+
+
+def call(app: Any, *, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[dict, bytes]:
+    sent = asyncio.run(asyncio.wait_for(request(app, method=method, path=path, body=body, headers=headers), 20))
     start = next(message for message in sent if message["type"] == "http.response.start")
     body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
     return start, body
@@ -167,3 +179,69 @@ def test_loading_the_application_imports_what_the_first_request_would_and_connec
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "missing: []" in result.stdout
+
+
+def unauthorised_publish(application: Any) -> dict:
+    start, _ = call(
+        application,
+        method="POST",
+        path="/api/v1/events",
+        body=b"{}",
+        headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer hk_0000000000_nope")],
+    )
+    return start
+
+
+def test_a_request_runs_its_sync_work_in_one_thread_which_the_next_request_reuses(tenant):
+    """Django's guarantee (one thread per request for everything sync: the request signals, the
+    chain, the view) holds, and the thread is not started anew for every request."""
+    application = SyncChainASGIHandler()
+    seen: list[tuple[str, int]] = []
+
+    def started(**kwargs: Any) -> None:
+        seen.append(("started", threading.get_ident()))
+
+    def finished(**kwargs: Any) -> None:
+        seen.append(("finished", threading.get_ident()))
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        assert unauthorised_publish(application)["status"] == 401
+        starts_before = threading.active_count()
+        assert unauthorised_publish(application)["status"] == 401
+        assert threading.active_count() == starts_before  # no thread started or left behind
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert [name for name, _ in seen] == ["started", "finished", "started", "finished"]
+    threads = {ident for _, ident in seen}
+    assert len(threads) == 1  # both requests, both signals: one thread...
+    assert threading.get_ident() not in threads  # ...which is not the event loop's
+
+
+def test_requests_in_flight_at_once_have_threads_of_their_own(tenant):
+    """Two requests whose sync work overlaps: each needs the other to have started (a barrier in
+    request_started), which could never happen if they shared a thread."""
+    application = SyncChainASGIHandler()
+    barrier = threading.Barrier(2, timeout=10)
+    threads: list[int] = []
+
+    def started(**kwargs: Any) -> None:
+        barrier.wait()  # raises BrokenBarrierError after 10 s if the other request never starts
+        threads.append(threading.get_ident())
+
+    async def both() -> list[list[dict]]:
+        requests = [
+            request(application, method="GET", path="/api/v1/topics", body=b"", headers=[], client_port=50000 + index)
+            for index in range(2)
+        ]
+        return list(await asyncio.wait_for(asyncio.gather(*requests), timeout=20))
+
+    request_started.connect(started)
+    try:
+        results = asyncio.run(both())
+    finally:
+        request_started.disconnect(started)
+    assert [sent[0]["status"] for sent in results] == [401, 401]
+    assert len(set(threads)) == 2
