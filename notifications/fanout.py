@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import EndUser
 from accounts.services import end_users_ensure
-from config.db import fetch_all, in_thread, placeholders
+from config.db import fetch_all, in_thread, insert_all, placeholders
 from config.herald import herald_settings
 from notifications import delivery, protocol
 from notifications.models import Event, FanoutJob, Notification, Stream, Subscription, Topic
@@ -198,8 +198,7 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
                 Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=event.seq)
                 for user in dict.fromkeys(event.recipients)
             ]
-        if rows:
-            Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=herald_settings.FANOUT_BATCH_SIZE)
+        insert_all(rows, ignore_conflicts=True)  # at most one batch of rows (see _process_jobs)
         _mark_delivered(tenant_id, events, now)
         _delete_jobs(jobs)
     for run in _same_audience(events, topics):
@@ -376,10 +375,9 @@ def _audience_batches(event: Event, topic_ids: list[int], *, after: int) -> Iter
 def _insert_rows(event: Event, user_pks: list[int]) -> None:
     assert event.seq is not None
     seq = event.seq
-    Notification.objects.bulk_create(
+    insert_all(
         [Notification(tenant_id=event.tenant_id, user_id=pk, event_id=event.pk, seq=seq) for pk in user_pks],
         ignore_conflicts=True,  # a retried batch after a crash writes nothing twice
-        batch_size=herald_settings.FANOUT_BATCH_SIZE,
     )
 
 

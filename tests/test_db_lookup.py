@@ -1,5 +1,6 @@
-"""config.db.fetch_one: the hot-path lookups (API key, signing key, end user) give exactly what the
-ORM's select_related().first() gives, on SQLite and on PostgreSQL."""
+"""config.db: the hot-path lookups (API key, signing key, end user) give exactly what the ORM's
+select_related().first() gives, and the hot-path inserts store exactly what bulk_create() stores,
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import Model
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+import config.db
 from accounts.models import ApiKey, EndUser, SigningKey, Tenant
 from accounts.services import end_user_ensure, signing_key_current
-from config.db import fetch_all, fetch_one
+from config.db import fetch_all, fetch_one, insert_all
+from notifications.models import Event, FanoutJob, Notification
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +79,57 @@ def test_fetch_all_gives_every_row_in_the_order_and_limit_asked(tenant: Tenant, 
     assert queries[0]["sql"].endswith("ORDER BY m.event_id LIMIT 3")
     assert [job.event.data for job in found] == [{"n": 1}, {"n": 2}, {"n": 3}]  # JSON decoded as the ORM does
     assert fetch_all(FanoutJob, "m.tenant_id = %s", [-1], related="event") == []
+
+
+def _event(tenant: Tenant, number: int, **fields: Any) -> Event:
+    return Event(tenant=tenant, number=number, kind="order.shipped", **fields)
+
+
+def test_insert_all_stores_what_bulk_create_stores(tenant: Tenant) -> None:
+    by_orm = Event.objects.bulk_create([_event(tenant, 1, data={"a": [1, "é"]}, recipients=["u1"], title="t")])[0]
+    inserted = [_event(tenant, 2, data={"a": [1, "é"]}, recipients=["u1"], title="t"), _event(tenant, 3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        insert_all(inserted)
+    assert len(queries) == 1  # every row in one statement
+    # Keys from RETURNING, row by row; auto_now_add and defaults filled in, as by the ORM.
+    stored = {event.pk: event for event in Event.objects.filter(tenant=tenant)}
+    assert sorted(stored) == sorted([by_orm.pk, inserted[0].pk, inserted[1].pk])
+    assert [stored[event.pk].number for event in inserted] == [2, 3]
+    ignore = {"id", "number", "created_at"}
+    assert {k: v for k, v in _values(stored[inserted[0].pk]).items() if k not in ignore} == {
+        k: v for k, v in _values(stored[by_orm.pk]).items() if k not in ignore
+    }
+    assert stored[inserted[1].pk].data == {} and stored[inserted[1].pk].status == Event.Status.PENDING
+    assert inserted[0].created_at is not None and inserted[0].created_at == stored[inserted[0].pk].created_at
+    assert inserted[0]._state.adding is False  # saved: save() would update, not insert again
+
+    # A model whose key is not generated (the outbox job's key is its event).
+    insert_all([FanoutJob(event=inserted[0], tenant=tenant)])
+    assert FanoutJob.objects.get(pk=inserted[0].pk).phase == "direct"
+
+
+def test_insert_all_ignores_rows_that_already_exist(tenant: Tenant) -> None:
+    event = _event(tenant, 1)
+    insert_all([event])
+    users = [end_user_ensure(tenant=tenant, external_id=f"u{index}") for index in range(3)]
+    insert_all([Notification(tenant=tenant, user=users[0], event=event, seq=1)])
+
+    rows = [Notification(tenant=tenant, user=user, event=event, seq=1) for user in users]
+    insert_all(rows, ignore_conflicts=True)  # the first is already there: no error, no copy
+    assert sorted(Notification.objects.filter(event=event).values_list("user_id", flat=True)) == sorted(
+        user.pk for user in users
+    )
+    with pytest.raises(IntegrityError):
+        insert_all([Notification(tenant=tenant, user=users[1], event=event, seq=1)])
+
+
+def test_insert_all_splits_rows_over_the_parameter_limit(tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two rows' worth of parameters per statement: seven rows take four statements.
+    columns = len(config.db._insert_fields(Event)[0])
+    monkeypatch.setattr(config.db, "_MAX_INSERT_PARAMETERS", 2 * columns)
+    events = [_event(tenant, number) for number in range(1, 8)]
+    with CaptureQueriesContext(connection) as queries:
+        insert_all(events)
+    assert len(queries) == 4
+    assert [Event.objects.get(pk=event.pk).number for event in events] == list(range(1, 8))
