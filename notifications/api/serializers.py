@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from accounts.models import EXTERNAL_ID_PATTERN
 from config.api_fields import (
+    FieldsBuiltOnce,
     JsonObjectField,
     StrictBooleanField,
     StrictCharField,
@@ -30,7 +31,7 @@ def user_id_field(**kwargs: Any) -> StrictRegexField:
     return StrictRegexField(EXTERNAL_ID_PATTERN, max_length=200, **kwargs)
 
 
-class EventInSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class EventInSerializer(FieldsBuiltOnce):
     kind = StrictRegexField(KIND_PATTERN, max_length=100, help_text="What happened, e.g. `order.shipped`.")
     data = JsonObjectField(  # type: ignore[assignment]
         required=False, default=dict, help_text="Any JSON object; size-capped per tenant."
@@ -98,7 +99,7 @@ def event_input(data: dict[str, Any]) -> EventInput:
     )
 
 
-class BatchInSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class BatchInSerializer(FieldsBuiltOnce):
     events = EventInSerializer(many=True, allow_empty=False, max_length=100)  # type: ignore[call-arg]
 
 
