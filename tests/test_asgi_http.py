@@ -109,16 +109,20 @@ def test_a_publish_through_the_asgi_application(tenant, make_key, make_topic):
     assert signals == ["started", "finished"]
 
 
-def test_an_error_is_json_through_the_asgi_application(tenant):
-    from config.asgi import django_http as application
-
-    start, body = call(
+def unauthorised_publish(application: Any) -> tuple[dict, bytes]:
+    return call(
         application,
         method="POST",
         path="/api/v1/events",
         body=b"{}",
         headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer hk_0000000000_nope")],
     )
+
+
+def test_an_error_is_json_through_the_asgi_application(tenant):
+    from config.asgi import django_http as application
+
+    start, body = unauthorised_publish(application)
     assert start["status"] == 401
     assert json.loads(body)["error"]["code"] == "unauthorized"
 
@@ -181,17 +185,6 @@ def test_loading_the_application_imports_what_the_first_request_would_and_connec
     assert "missing: []" in result.stdout
 
 
-def unauthorised_publish(application: Any) -> dict:
-    start, _ = call(
-        application,
-        method="POST",
-        path="/api/v1/events",
-        body=b"{}",
-        headers=[(b"content-type", b"application/json"), (b"authorization", b"Bearer hk_0000000000_nope")],
-    )
-    return start
-
-
 def test_a_request_runs_its_sync_work_in_one_thread_which_the_next_request_reuses(tenant):
     """Django's guarantee (one thread per request for everything sync: the request signals, the
     chain, the view) holds, and the thread is not started anew for every request."""
@@ -207,9 +200,9 @@ def test_a_request_runs_its_sync_work_in_one_thread_which_the_next_request_reuse
     request_started.connect(started)
     request_finished.connect(finished)
     try:
-        assert unauthorised_publish(application)["status"] == 401
+        assert unauthorised_publish(application)[0]["status"] == 401
         starts_before = threading.active_count()
-        assert unauthorised_publish(application)["status"] == 401
+        assert unauthorised_publish(application)[0]["status"] == 401
         assert threading.active_count() == starts_before  # no thread started or left behind
     finally:
         request_started.disconnect(started)
