@@ -63,13 +63,14 @@ _built_fields = threading.local()
 # runs every field's __init__ again (its validators, a RegexField's regex). For the publish request
 # that was ~10 % of the server's CPU under load (docs/performance.md). A field keeps nothing of a
 # validation: what it holds is its declaration and its binding (name, parent), and validation reads
-# the parent only for the serializer's `context`. So the fields bound to the first instance a thread
-# makes serve every later instance of that thread (threads never share them), as long as no context
-# is given: an instance with a context builds its own, as DRF does.
+# the parent chain only for the serializer's `context` and `partial`. So the fields bound to the
+# first instance a thread makes serve every later instance of that thread (threads never share
+# them), as long as neither is given: an instance with a context or partial=True builds its own, as
+# DRF does.
 class FieldsBuiltOnce(serializers.Serializer):  # type: ignore[type-arg]
     @property
     def fields(self) -> Any:
-        if self._context:
+        if self._context or self.partial:
             return super().fields
         by_class: dict[type, Any] | None = getattr(_built_fields, "by_class", None)
         if by_class is None:

@@ -163,12 +163,17 @@ def insert_all(objs: Sequence[Model], *, ignore_conflicts: bool = False, using: 
         obj._state.adding, obj._state.db = False, using
 
 
-def _insert_fields(model: type[Model]) -> tuple[list[Field[Any, Any]], bool]:
-    """The columns an insert writes (every concrete field but an auto-increment key), and whether
-    the key comes back from the database."""
-    fields = list(model._meta.concrete_fields)
+@functools.cache
+def _insert_fields(model: type[Model]) -> tuple[tuple[Field[Any, Any], ...], bool]:
+    """The columns an insert writes (every concrete field but an auto-increment key and a
+    generated column, as bulk_create), and whether the key comes back from the database."""
     auto = isinstance(model._meta.pk, AutoField)  # BigAutoField is one too
-    return [field for field in fields if not (auto and field.primary_key)], auto
+    fields = tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not (auto and field.primary_key) and not getattr(field, "generated", False)
+    )
+    return fields, auto
 
 
 @functools.lru_cache(maxsize=256)

@@ -87,3 +87,12 @@ def test_an_instance_with_a_context_builds_its_own_fields():
     own = EventInSerializer(data={}, context={"request": None})
     assert own.fields is not shared
     assert own.fields["kind"].context == {"request": None}
+
+
+def test_a_partial_instance_builds_its_own_fields():
+    shared = EventInSerializer(data={}).fields
+    partial = EventInSerializer(data={"title": "only this"}, partial=True)
+    assert partial.fields is not shared
+    assert partial.fields["kind"].root is partial  # fields read `partial` from their root
+    valid, errors = _validate(EventInSerializer, {"title": "only this"})
+    assert not valid and "kind" in errors  # every other instance still requires "kind"
