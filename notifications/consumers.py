@@ -22,6 +22,7 @@ from accounts.exceptions import (
     Forbidden,
     HeraldError,
     RateLimited,
+    ServiceUnavailable,
     TenantInactive,
     TokenExpired,
     Unauthorized,
@@ -282,12 +283,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # Join the live groups BEFORE reading the backlog: anything committed after the read
         # arrives live, and is buffered until the backlog has been sent.
         self.replaying = True
-        await self.hub.register(self)
         self.groups_joined += [
             delivery.group_for_user(self.tenant_id, self.user_pk),
             delivery.group_for_tenant(self.tenant_id),
         ]
-        await self._join_topics(topic_ids)
+        try:
+            await self.hub.register(self)
+            await self._join_topics(topic_ids)
+        except (ConnectionError, ServiceUnavailable):  # the channel layer (Redis) is unreachable
+            await self.close_for(CloseCode.TRY_AGAIN_LATER, "live delivery unavailable")
+            return
         try:
             start = await in_thread(selectors.socket_start)(
                 user=principal.end_user, since=frame.since, topic_ids=list(topic_ids.values())
@@ -435,7 +440,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         assert self.hub is not None
         for key, topic_id in topic_ids.items():
             group = delivery.group_for_topic(self.tenant_id, topic_id)
-            await self.hub.join(self, group)
+            try:
+                await self.hub.join(self, group)
+            except ConnectionError as error:  # the channel layer (Redis) is unreachable
+                self.hub.leave(self, group)
+                raise ServiceUnavailable("Live delivery is unavailable; retry.") from error
             self.groups_joined.append(group)
             self.live_topics[key] = topic_id
 

@@ -269,14 +269,18 @@ class Hub:
         meanwhile, so re-join every group and ask every local client to reconnect and resume from its
         cursor: the database gives them exactly what they missed."""
         self.layer_healthy = True
-        # Close the clients FIRST: once the groups are joined again, a newer frame could reach a
-        # client before the close, and its cursor would then skip what the outage swallowed.
+        # Forget every join at once, before the first await below: Redis may have lost them, so
+        # a client that connects while the others are being closed must really join before it
+        # reads its backlog (a join taken as done would leave it deaf to whatever is published
+        # until the re-join below, and it is not among the clients asked to resume).
+        self._joined.clear()
+        # Close the clients BEFORE re-joining: once the groups are joined again, a newer frame
+        # could reach a client before the close, and its cursor would then skip what the outage
+        # swallowed. (No frame is dispatched meanwhile: the receive loop is waiting for us.)
         everyone = [c for group_set in self.by_user.values() for c in group_set]
         logger.warning("channel layer back; asking clients to resume", extra={"connections": len(everyone)})
         for connection in everyone:
             await connection.close_for(protocol.CloseCode.TRY_AGAIN_LATER, "live delivery was interrupted; resume")
-        for group in list(self._joined):
-            self._joined.pop(group, None)
         wanted = [group for group, connections in self.members.items() if connections]
         await asyncio.gather(*(self._ensure_joined(group) for group in wanted), return_exceptions=True)
 

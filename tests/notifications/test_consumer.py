@@ -486,9 +486,10 @@ async def test_session_of_a_deactivated_tenant_closes_4003(tenant, client, djang
     assert await socket.closed_with() == 4003
 
 
-async def test_a_handler_that_fails_mid_auth_still_leaves_the_hub_and_frees_its_slot(tenant, make_token, monkeypatch):
-    """Redis failing while the live groups are joined: the server closes the socket (1011), and the
-    connection must not stay registered nor keep counting against the user's connection limit."""
+async def test_redis_failing_mid_auth_closes_4013_and_leaves_no_trace_in_the_hub(tenant, make_token, monkeypatch):
+    """Redis failing while the live groups are joined: the socket is closed with the documented
+    4013 (reconnect with backoff, resume), and the connection must not stay registered, stay a
+    member of any group nor keep counting against the user's connection limit."""
     from notifications.hub import Hub, get_hub
 
     real_register = Hub.register
@@ -501,11 +502,38 @@ async def test_a_handler_that_fails_mid_auth_still_leaves_the_hub_and_frees_its_
     token = await sync_to_async(make_token)(tenant, "alice")
     socket = await Socket().open()
     await socket.send({"type": "auth", "token": token})
-    with pytest.raises(ConnectionError):
-        await socket.comm.receive_output(timeout=5)
+    assert await socket.closed_with() == 4013
+    await socket.close()  # the client's side of the closing handshake
     hub = await get_hub()
     assert hub.connection_count == 0 and hub.tenant_connections[tenant.pk] == 0
+    assert not any(members for members in hub.members.values())
     assert await hub.presence.acquire(tenant.pk, 1, tenant_limit=1, user_limit=1) == 0  # nobody counted
+
+
+async def test_redis_failing_on_subscribe_answers_unavailable_and_the_socket_stays(
+    tenant, make_token, make_topic, monkeypatch
+):
+    from notifications.hub import Hub, get_hub
+
+    await sync_to_async(make_topic)(tenant, "public", allow_client_subscribe=True)
+    socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
+    real_join = Hub.join
+
+    async def join_fails(self: Hub, connection: Any, group: str) -> None:
+        self.members.setdefault(group, set()).add(connection)
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(Hub, "join", join_fails)
+    refused = await socket.request({"type": "subscribe", "id": 1, "topics": ["public"]})
+    assert refused["type"] == "error" and refused["code"] == "unavailable" and refused["id"] == 1
+    hub = await get_hub()
+    assert not any(members for group, members in hub.members.items() if ".k" in group)  # no topic group kept it
+    monkeypatch.setattr(Hub, "join", real_join)
+    ack = await socket.request({"type": "subscribe", "id": 2, "topics": ["public"]})
+    assert ack == {"type": "ack", "id": 2, "topics": ["public"]}
+    event_id = await publish(tenant, topics=["public"])
+    assert (await socket.receive_type("notification"))["id"] == event_id
+    await socket.close()
 
 
 async def test_a_live_consumer_stays_under_cpythons_shared_key_limit(tenant, make_token):

@@ -163,3 +163,41 @@ async def test_dispatch_takes_the_one_frame_messages_of_the_previous_release(liv
     old = {"type": "herald.frame", "group": "herald.t905.k1", "text": "old", "event": 3, "meta": {"at": 1.0}}
     await node.dispatch(old)
     assert listener.frames == ["old"] and node.frames_out == 1
+
+
+async def test_a_client_that_connects_while_the_hub_recovers_really_joins_before_its_backlog(
+    live_stack: Any,
+) -> None:
+    """Redis came back empty: the hub closes its clients, then re-joins. A client registering while
+    those closes are under way is not asked to resume, so its groups must be joined on the layer
+    before register() returns (the consumer reads the backlog right after): a frame published then
+    must reach the node. Before the fix, register() took the lost joins for done."""
+    node = await _new_hub()
+    layer = node.layer
+    closing = asyncio.Event()
+    release = asyncio.Event()
+
+    class SlowToClose(FakeConnection):
+        async def close_for(self, code: int, reason: str) -> None:
+            closing.set()
+            await release.wait()
+
+    old = SlowToClose(tenant_id=904, user_pk=1)
+    await node.register(old)
+    for group in ("herald.t904.u1", "herald.t904"):  # what a restarted Redis has forgotten
+        await layer.group_discard(group, node.channel_name)
+    node.layer_healthy = False
+
+    recovery = asyncio.create_task(node._layer_recovered())
+    await asyncio.wait_for(closing.wait(), 5)  # recovery is closing the old client
+    await asyncio.wait_for(node.register(FakeConnection(tenant_id=904, user_pk=1)), 5)
+    # The newcomer has read its backlog; this event is published after that read.
+    await layer.group_send(
+        "herald.t904.u1", {"type": "herald.frame", "group": "herald.t904.u1", "frames": [["after", None, None]]}
+    )
+    release.set()
+    await asyncio.wait_for(recovery, 5)
+    message = await asyncio.wait_for(layer.receive(node.channel_name), 5)
+    assert message["frames"] == [["after", None, None]]
+    for group in ("herald.t904.u1", "herald.t904"):
+        await layer.group_discard(group, node.channel_name)
