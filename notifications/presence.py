@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, NamedTuple
+
+from redis.exceptions import NoScriptError
 
 from config.herald import herald_settings
 
@@ -22,10 +24,12 @@ REFRESHES_PER_TTL = 3
 # A user's counts expire a day after their last connect, so users who never come back leave
 # nothing behind even if their node crashed.
 USER_KEY_TTL_SECONDS = 86400
-# Presence calls in flight per node. redis-py's asyncio pool refuses a command outright
-# ("Too many connections") once 100 connections are busy, so a burst of closes (a proxy dropping
-# every socket at once) would leave counts behind; past this many, calls wait their turn instead.
-MAX_CALLS_IN_FLIGHT = 32
+# Presence calls sent to Redis per round trip, at most. A call made while a batch is on its way
+# waits and goes in the next one (as the hub's group joins do): a burst of connects or closes costs
+# a round trip per batch on ONE pooled connection, where a call each costs redis-py's per-command
+# work (connection checkout, timeouts, a round trip) for every socket, and a burst of closes (a
+# proxy dropping every socket at once) could exhaust its 100-connection pool.
+BATCH_MAX = 500
 
 # KEYS: tenant hash, user hash. ARGV: node id, tenant limit, user limit, node key prefix, user TTL.
 # Returns 0 (counted), 1 (tenant full) or 2 (user full). Fields of dead nodes are dropped.
@@ -103,7 +107,8 @@ class RedisCounter:
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
         self._refresher: asyncio.Task[None] | None = None
-        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self._waiting: list[_Call] = []
+        self._sender: asyncio.Task[None] | None = None
         self.stopped = False
 
     def _keys(self, tenant_id: int, user_pk: int) -> list[str]:
@@ -122,6 +127,8 @@ class RedisCounter:
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.wait([self._refresher], timeout=2)
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=2)  # the batch on its way
         with contextlib.suppress(Exception):
             await self.redis.delete(f"{self.prefix}:node:{self.node_id}")
             await self.redis.aclose()
@@ -139,13 +146,11 @@ class RedisCounter:
 
     async def acquire(self, tenant_id: int, user_pk: int, *, tenant_limit: int, user_limit: int) -> int:
         try:
-            async with self._in_flight:
-                return int(
-                    await self._acquire(
-                        keys=self._keys(tenant_id, user_pk),
-                        args=[self.node_id, tenant_limit, user_limit, f"{self.prefix}:node:", USER_KEY_TTL_SECONDS],
-                    )
-                )
+            return await self._call(
+                self._acquire,
+                self._keys(tenant_id, user_pk),
+                [self.node_id, tenant_limit, user_limit, f"{self.prefix}:node:", USER_KEY_TTL_SECONDS],
+            )
         except Exception:
             # Redis is down: let the connection in (fail open) rather than lock every user out.
             logger.warning("presence unavailable; connection limits not enforced", exc_info=True)
@@ -155,10 +160,58 @@ class RedisCounter:
         if self.stopped:
             return
         try:
-            async with self._in_flight:
-                await self._release(keys=self._keys(tenant_id, user_pk), args=[self.node_id])
+            await self._call(self._release, self._keys(tenant_id, user_pk), [self.node_id])
         except Exception:
             logger.warning("presence release failed", exc_info=True)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> int:
+        """Run the script in the next batch (see BATCH_MAX) and return its result."""
+        loop = asyncio.get_running_loop()
+        call = _Call(script, keys, args, loop.create_future())
+        self._waiting.append(call)
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_batches(), name="herald-presence")
+        # Shielded: a connection cancelled while waiting must not cancel the others' batch.
+        result = await asyncio.shield(call.result)
+        if isinstance(result, Exception):
+            raise result
+        return int(result)
+
+    async def _send_batches(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
+            try:
+                results = await self._run(batch)
+            except Exception as error:  # the whole round trip failed: every call of it did
+                results = [error] * len(batch)
+            for call, result in zip(batch, results, strict=True):
+                # An error is the call's result, not the future's exception: nobody may be waiting
+                # any more (a cancelled connection), and asyncio would log it as never retrieved.
+                call.result.set_result(result)
+
+    async def _run(self, batch: list[_Call], *, load_unknown: bool = True) -> list[Any]:
+        """One pipeline of EVALSHAs (not a transaction: each script is atomic on its own, and they
+        run in the order they were asked for). Scripts Redis does not know (it restarted) are
+        loaded and those calls sent again: a NOSCRIPT call did nothing."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in batch:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        unknown = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unknown and load_unknown:
+            for script in {batch[index].script for index in unknown}:
+                await self.redis.script_load(script.script)
+            retried = await self._run([batch[index] for index in unknown], load_unknown=False)
+            for index, result in zip(unknown, retried, strict=True):
+                results[index] = result
+        return results
+
+
+class _Call(NamedTuple):
+    script: Any  # a redis-py Script: its .sha and .script
+    keys: list[str]
+    args: list[Any]
+    result: asyncio.Future[Any]  # the script's answer, or the error that stopped it
 
 
 def redis_client(url: str) -> Any:

@@ -1,15 +1,17 @@
 """Connection counts in Redis under a burst: every acquire and every release of a burst lands,
-even past redis-py's 100-connection pool (a proxy closing every socket at once)."""
+even past redis-py's 100-connection pool (a proxy closing every socket at once), in a few
+batched round trips; a Redis that forgot the scripts or went away."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import uuid
+from typing import Any
 
 import pytest
 
-from notifications.presence import MAX_CALLS_IN_FLIGHT, RedisCounter
+from notifications.presence import BATCH_MAX, RedisCounter
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,6 +29,14 @@ def redis_url() -> str:
 async def test_a_burst_of_connects_then_closes_counts_and_releases_every_one(redis_url: str) -> None:
     counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
     await counter.start("node-a")
+    batches: list[int] = []
+    real_run = counter._run
+
+    async def counting(batch: list[Any], **kwargs: Any) -> list[Any]:
+        batches.append(len(batch))
+        return await real_run(batch, **kwargs)
+
+    counter._run = counting  # type: ignore[method-assign]
     try:
         users = range(BURST)
         results = await asyncio.gather(
@@ -34,9 +44,12 @@ async def test_a_burst_of_connects_then_closes_counts_and_releases_every_one(red
         )
         assert results == [0] * BURST
         assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
-        # Far more calls at once than the pool has connections (and than MAX_CALLS_IN_FLIGHT).
-        assert BURST > 100 > MAX_CALLS_IN_FLIGHT
+        # Far more calls at once than the pool has connections, in one round trip (calls made
+        # while a batch is on its way wait for the next; at most BATCH_MAX per round trip).
+        assert 100 < BURST < BATCH_MAX
+        assert batches == [BURST]
         await asyncio.gather(*(counter.release(7, user) for user in users))
+        assert batches == [BURST, BURST]
         assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
         # Every user may connect again: nothing was left counted.
         assert await counter.acquire(7, 3, tenant_limit=1, user_limit=1) == 0
@@ -72,3 +85,76 @@ async def test_a_stopped_node_stops_counting_and_its_late_releases_are_quiet(
         if keys:
             await node_b.redis.delete(*keys)
         await node_b.stop()
+
+
+async def test_a_redis_that_forgot_the_scripts_gets_them_again(redis_url: str) -> None:
+    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
+    await counter.start("node-a")
+    try:
+        await counter.redis.script_flush()  # what a restarted Redis knows
+        results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=3, user_limit=1) for user in range(5)))
+        assert results == [0, 0, 0, 1, 1]  # in the order asked for: the tenant is full after three
+        assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == 3
+        await counter.redis.script_flush()
+        await asyncio.gather(*(counter.release(7, user) for user in range(3)))
+        assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
+    finally:
+        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
+        if keys:
+            await counter.redis.delete(*keys)
+        await counter.stop()
+
+
+async def test_a_failed_round_trip_fails_open_for_its_calls_and_the_next_batch_works(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
+    await counter.start("node-a")
+    real_run = counter._run
+
+    async def redis_is_down(batch: list[Any], **kwargs: Any) -> list[Any]:
+        raise ConnectionError("Connection refused.")
+
+    try:
+        counter._run = redis_is_down  # type: ignore[method-assign]
+        results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=1, user_limit=1) for user in range(4)))
+        assert results == [0] * 4  # let in, uncounted (limits are not enforced while Redis is away)
+        assert caplog.text.count("presence unavailable") == 4
+        counter._run = real_run  # type: ignore[method-assign]
+        assert await counter.acquire(7, 1, tenant_limit=1, user_limit=1) == 0
+        assert await counter.acquire(7, 2, tenant_limit=1, user_limit=1) == 1
+        await counter.release(7, 1)
+    finally:
+        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
+        if keys:
+            await counter.redis.delete(*keys)
+        await counter.stop()
+
+
+async def test_a_burst_past_batch_max_goes_in_several_round_trips(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifications import presence
+
+    monkeypatch.setattr(presence, "BATCH_MAX", 150)
+    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
+    await counter.start("node-a")
+    batches: list[int] = []
+    real_run = counter._run
+
+    async def counting(batch: list[Any], **kwargs: Any) -> list[Any]:
+        batches.append(len(batch))
+        return await real_run(batch, **kwargs)
+
+    counter._run = counting  # type: ignore[method-assign]
+    try:
+        results = await asyncio.gather(
+            *(counter.acquire(7, user, tenant_limit=BURST, user_limit=1) for user in range(BURST))
+        )
+        assert results == [0] * BURST and batches == [150, 150, 100]
+        assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
+    finally:
+        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
+        if keys:
+            await counter.redis.delete(*keys)
+        await counter.stop()
