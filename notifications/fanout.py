@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from channels.layers import get_channel_layer
@@ -85,15 +85,18 @@ def _advisory_unlock(tenant_id: int) -> None:
         raise
 
 
-def process_pending() -> int:
-    """Fan out every pending job this process can lock; return how many events it completed.
-    A round's reads are plain SQL (config.db.fetch_all): it runs after every publish, and the
-    ORM's compile of its queries cost more than running them."""
+def process_pending(tenant_ids: Iterable[int] | None = None) -> int:
+    """Fan out the pending jobs this process can lock, of these tenants or (None) of every tenant
+    that has any; return how many events it completed. A round's reads are plain SQL
+    (config.db.fetch_all): it runs after every publish, and the ORM's compile of its queries cost
+    more than running them. A round woken by publishes knows their tenants and skips the query
+    for the tenant list; the sweep asks the outbox."""
     completed = 0
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT DISTINCT tenant_id FROM {FanoutJob._meta.db_table}")  # noqa: S608 - no values
-        tenant_ids = [row[0] for row in cursor.fetchall()]
-    for tenant_id in tenant_ids:
+    if tenant_ids is None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT DISTINCT tenant_id FROM {FanoutJob._meta.db_table}")  # noqa: S608 - no values
+            tenant_ids = [row[0] for row in cursor.fetchall()]
+    for tenant_id in sorted(tenant_ids):
         with tenant_lock(tenant_id) as acquired:
             if not acquired:
                 continue
@@ -407,12 +410,23 @@ class FanoutRunner:
         self.listen_on_layer = listen_on_layer
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        # Tenants named by the wake-ups since the last round; None once a wake-up named none.
+        self._woken_for: set[int] | None = set()
         self.completed = 0
 
-    def wake(self) -> None:
-        """Thread-safe: called from the request thread when a publish commits."""
+    def wake(self, tenant_id: int | None = None) -> None:
+        """Thread-safe: called from the request thread when a publish commits, with its tenant
+        (None: look at every tenant's jobs)."""
         if self.loop is not None and self._wake is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._wake.set)
+            self.loop.call_soon_threadsafe(self._woken, tenant_id)
+
+    def _woken(self, tenant_id: int | None) -> None:
+        if tenant_id is None:
+            self._woken_for = None
+        elif self._woken_for is not None:
+            self._woken_for.add(tenant_id)
+        assert self._wake is not None
+        self._wake.set()
 
     async def run(self, *, stop: asyncio.Event | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -422,18 +436,23 @@ class FanoutRunner:
         process = in_thread(process_pending)
         try:
             while stop is None or not stop.is_set():
+                tenant_ids: set[int] | None = None  # the sweep: every tenant with jobs
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=sweep)
+                    tenant_ids = self._woken_for
                 self._wake.clear()
+                self._woken_for = set()
                 try:
-                    # Go round again at once only when a tenant's batch was full. Jobs committed
-                    # during a round have set the wake-up again, so they get the next round without
-                    # an empty round (a thread hop and a query) after every publish.
+                    # Go round again at once only when a tenant's batch was full (then for every
+                    # tenant). Jobs committed during a round have set the wake-up again, so they
+                    # get the next round without an empty round (a thread hop and a query) after
+                    # every publish.
                     while True:
-                        done = await process()
+                        done = await process(tenant_ids)
                         self.completed += done
                         if done < JOBS_PER_TENANT_ROUND:
                             break
+                        tenant_ids = None
                 except Exception:
                     logger.warning("fan-out round failed; retrying after the next sweep", exc_info=True)
         finally:
@@ -447,7 +466,7 @@ class FanoutRunner:
         while True:
             try:
                 await layer.receive(delivery.FANOUT_CHANNEL)
-                self._wake.set()
+                self._woken(None)  # a wake-up from another process: its tenant is not said
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -486,11 +505,12 @@ async def stop_local_runner() -> None:
         await asyncio.wait([task], timeout=30)
 
 
-def request_fanout() -> None:
-    """Called after a publish commits: wake the in-process loop, or the worker processes."""
+def request_fanout(tenant_id: int | None = None) -> None:
+    """Called after a publish of this tenant commits: wake the in-process loop, or the worker
+    processes."""
     runner = _local_runner
     if runner is not None and runner.loop is not None and not runner.loop.is_closed():
-        runner.wake()
+        runner.wake(tenant_id)
     elif herald_settings.FANOUT_MODE == "worker":
         delivery.wake_fanout()
     # Otherwise nothing runs fan-out in this process (a management command, a test): the next

@@ -114,7 +114,7 @@ def events_publish(
     if idempotency_key:
         record.response_body = {"ids": event_ids}
         record.save(update_fields=["response_body"])
-    transaction.on_commit(fanout.request_fanout)
+    transaction.on_commit(lambda: fanout.request_fanout(tenant.pk))
     transaction.on_commit(lambda: metrics.events_published(tenant.pk, tenant.slug, len(event_ids)))
     return PublishResult(event_ids=event_ids)
 

@@ -307,3 +307,66 @@ def test_a_lock_whose_release_fails_is_freed_by_closing_its_session(tenant):
         other.execute("SELECT pg_advisory_unlock(%s, %s)", [fanout._ADVISORY_NAMESPACE, tenant.pk])
     with fanout.tenant_lock(tenant.pk) as acquired:  # and this process gets it again, too
         assert acquired
+
+
+def test_a_round_for_named_tenants_does_only_theirs_and_skips_the_tenant_list(
+    api, tenant, other_tenant, make_key, client_for
+):
+    other = client_for(make_key(other_tenant))
+    api.post("/api/v1/events", {"kind": "k", "recipients": ["a"]}, format="json")
+    other.post("/api/v1/events", {"kind": "k", "recipients": ["a"]}, format="json")
+    with CaptureQueriesContext(connection) as queries:
+        assert fanout.process_pending([other_tenant.pk]) == 1
+    assert not any("DISTINCT" in query["sql"] for query in queries.captured_queries)
+    assert Notification.objects.filter(tenant=other_tenant).count() == 1
+    assert not Notification.objects.filter(tenant=tenant).exists()  # not named: left for its round
+    assert fanout.process_pending([other_tenant.pk]) == 0  # a wake-up whose jobs are done: nothing
+    with CaptureQueriesContext(connection) as queries:
+        assert fanout.process_pending() == 1  # the sweep asks the outbox, and finds the rest
+    assert any("DISTINCT" in query["sql"] for query in queries.captured_queries)
+
+
+@pytest.mark.asyncio
+async def test_the_runner_names_the_woken_tenants_and_sweeps_for_all(monkeypatch, settings):
+    """Each round after wake-ups is for their tenants; a wake-up without one (another process's,
+    or a stop), the sweep, and the round after a full batch look at every tenant."""
+    import asyncio
+
+    settings.HERALD = {**settings.HERALD, "FANOUT_SWEEP_SECONDS": 0.2}
+    rounds: list[set[int] | None] = []
+    answers = iter([fanout.JOBS_PER_TENANT_ROUND])  # the first round's batch was full
+
+    def recording(tenant_ids=None):
+        rounds.append(None if tenant_ids is None else set(tenant_ids))
+        return next(answers, 0)
+
+    monkeypatch.setattr(fanout, "process_pending", recording)
+    runner = fanout.FanoutRunner(listen_on_layer=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop=stop))
+    while runner._wake is None:
+        await asyncio.sleep(0.01)
+
+    async def settled(count: int) -> None:
+        for _ in range(200):
+            if len(rounds) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"expected {count} rounds, got {rounds}")
+
+    runner.wake(7)
+    runner.wake(9)
+    await settled(2)
+    assert rounds == [{7, 9}, None]  # both wake-ups in one round; its full batch: then everyone
+    runner.wake(7)
+    runner.wake(None)
+    await settled(3)
+    assert rounds[2] is None
+    await settled(4)  # nothing woke it: the sweep, for every tenant
+    assert rounds[3] is None
+    runner.wake(5)
+    await settled(5)
+    assert rounds[4] == {5}  # earlier wake-ups are not carried over
+    stop.set()
+    runner.wake()
+    await asyncio.wait_for(task, 5)
