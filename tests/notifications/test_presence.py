@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,39 +27,53 @@ def redis_url() -> str:
     return url
 
 
-async def test_a_burst_of_connects_then_closes_counts_and_releases_every_one(redis_url: str) -> None:
-    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
-    await counter.start("node-a")
-    batches: list[int] = []
-    real_run = counter._run
+@pytest.fixture
+async def counter(redis_url: str) -> AsyncIterator[RedisCounter]:
+    """A started node's counter, under a prefix of its own (its keys deleted afterwards)."""
+    node = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
+    await node.start("node-a")
+    try:
+        yield node
+    finally:
+        await _forget(node)
+        await node.stop()
+
+
+async def _forget(node: RedisCounter) -> None:
+    keys = [key async for key in node.redis.scan_iter(f"{node.prefix}:*")]
+    if keys:
+        await node.redis.delete(*keys)
+
+
+def _batch_sizes(node: RedisCounter) -> list[int]:
+    """The size of every batch the counter sends from now on, in order."""
+    sizes: list[int] = []
+    real_run = node._run
 
     async def counting(batch: list[Any], **kwargs: Any) -> list[Any]:
-        batches.append(len(batch))
+        sizes.append(len(batch))
         return await real_run(batch, **kwargs)
 
-    counter._run = counting  # type: ignore[method-assign]
-    try:
-        users = range(BURST)
-        results = await asyncio.gather(
-            *(counter.acquire(7, user, tenant_limit=10 * BURST, user_limit=1) for user in users)
-        )
-        assert results == [0] * BURST
-        assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
-        # Far more calls at once than the pool has connections, in one round trip (calls made
-        # while a batch is on its way wait for the next; at most BATCH_MAX per round trip).
-        assert 100 < BURST < BATCH_MAX
-        assert batches == [BURST]
-        await asyncio.gather(*(counter.release(7, user) for user in users))
-        assert batches == [BURST, BURST]
-        assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
-        # Every user may connect again: nothing was left counted.
-        assert await counter.acquire(7, 3, tenant_limit=1, user_limit=1) == 0
-        await counter.release(7, 3)
-    finally:
-        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
-        if keys:
-            await counter.redis.delete(*keys)
-        await counter.stop()
+    node._run = counting  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_a_burst_of_connects_then_closes_counts_and_releases_every_one(counter: RedisCounter) -> None:
+    batches = _batch_sizes(counter)
+    users = range(BURST)
+    results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=10 * BURST, user_limit=1) for user in users))
+    assert results == [0] * BURST
+    assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
+    # Far more calls at once than the pool has connections, in one round trip (calls made
+    # while a batch is on its way wait for the next; at most BATCH_MAX per round trip).
+    assert 100 < BURST < BATCH_MAX
+    assert batches == [BURST]
+    await asyncio.gather(*(counter.release(7, user) for user in users))
+    assert batches == [BURST, BURST]
+    assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
+    # Every user may connect again: nothing was left counted.
+    assert await counter.acquire(7, 3, tenant_limit=1, user_limit=1) == 0
+    await counter.release(7, 3)
 
 
 async def test_a_stopped_node_stops_counting_and_its_late_releases_are_quiet(
@@ -73,88 +88,55 @@ async def test_a_stopped_node_stops_counting_and_its_late_releases_are_quiet(
         assert await node_b.acquire(7, 1, tenant_limit=10, user_limit=1) == 2  # the user is full
         await node_a.stop()  # shutdown: its sockets close after (or while) the client goes
 
-        async def connection_lost(**kwargs: object) -> None:  # what a closing client gives
+        async def connection_lost(batch: list[Any], **kwargs: Any) -> list[Any]:  # what a closing client gives
             raise ConnectionError("Connection lost.")
 
-        node_a._release = connection_lost  # type: ignore[assignment]
+        node_a._run = connection_lost  # type: ignore[method-assign]
         await node_a.release(7, 1)
         assert "presence release failed" not in caplog.text
         assert await node_b.acquire(7, 1, tenant_limit=10, user_limit=1) == 0  # node-a no longer counts
     finally:
-        keys = [key async for key in node_b.redis.scan_iter(f"{prefix}:*")]
-        if keys:
-            await node_b.redis.delete(*keys)
+        await _forget(node_b)
         await node_b.stop()
 
 
-async def test_a_redis_that_forgot_the_scripts_gets_them_again(redis_url: str) -> None:
-    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
-    await counter.start("node-a")
-    try:
-        await counter.redis.script_flush()  # what a restarted Redis knows
-        results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=3, user_limit=1) for user in range(5)))
-        assert results == [0, 0, 0, 1, 1]  # in the order asked for: the tenant is full after three
-        assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == 3
-        await counter.redis.script_flush()
-        await asyncio.gather(*(counter.release(7, user) for user in range(3)))
-        assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
-    finally:
-        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
-        if keys:
-            await counter.redis.delete(*keys)
-        await counter.stop()
+async def test_a_redis_that_forgot_the_scripts_gets_them_again(counter: RedisCounter) -> None:
+    await counter.redis.script_flush()  # what a restarted Redis knows
+    results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=3, user_limit=1) for user in range(5)))
+    assert results == [0, 0, 0, 1, 1]  # in the order asked for: the tenant is full after three
+    assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == 3
+    await counter.redis.script_flush()
+    await asyncio.gather(*(counter.release(7, user) for user in range(3)))
+    assert await counter.redis.hget(f"{counter.prefix}:t7", "node-a") is None
 
 
 async def test_a_failed_round_trip_fails_open_for_its_calls_and_the_next_batch_works(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    counter: RedisCounter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
-    await counter.start("node-a")
     real_run = counter._run
 
     async def redis_is_down(batch: list[Any], **kwargs: Any) -> list[Any]:
         raise ConnectionError("Connection refused.")
 
-    try:
-        counter._run = redis_is_down  # type: ignore[method-assign]
-        results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=1, user_limit=1) for user in range(4)))
-        assert results == [0] * 4  # let in, uncounted (limits are not enforced while Redis is away)
-        assert caplog.text.count("presence unavailable") == 4
-        counter._run = real_run  # type: ignore[method-assign]
-        assert await counter.acquire(7, 1, tenant_limit=1, user_limit=1) == 0
-        assert await counter.acquire(7, 2, tenant_limit=1, user_limit=1) == 1
-        await counter.release(7, 1)
-    finally:
-        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
-        if keys:
-            await counter.redis.delete(*keys)
-        await counter.stop()
+    counter._run = redis_is_down  # type: ignore[method-assign]
+    results = await asyncio.gather(*(counter.acquire(7, user, tenant_limit=1, user_limit=1) for user in range(4)))
+    assert results == [0] * 4  # let in, uncounted (limits are not enforced while Redis is away)
+    assert caplog.text.count("presence unavailable") == 4
+    counter._run = real_run  # type: ignore[method-assign]
+    assert await counter.acquire(7, 1, tenant_limit=1, user_limit=1) == 0
+    assert await counter.acquire(7, 2, tenant_limit=1, user_limit=1) == 1
+    await counter.release(7, 1)
 
 
 async def test_a_burst_past_batch_max_goes_in_several_round_trips(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    counter: RedisCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from notifications import presence
 
     monkeypatch.setattr(presence, "BATCH_MAX", 150)
-    counter = RedisCounter(redis_url, f"herald-test-{uuid.uuid4().hex[:8]}")
-    await counter.start("node-a")
-    batches: list[int] = []
-    real_run = counter._run
-
-    async def counting(batch: list[Any], **kwargs: Any) -> list[Any]:
-        batches.append(len(batch))
-        return await real_run(batch, **kwargs)
-
-    counter._run = counting  # type: ignore[method-assign]
-    try:
-        results = await asyncio.gather(
-            *(counter.acquire(7, user, tenant_limit=BURST, user_limit=1) for user in range(BURST))
-        )
-        assert results == [0] * BURST and batches == [150, 150, 100]
-        assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
-    finally:
-        keys = [key async for key in counter.redis.scan_iter(f"{counter.prefix}:*")]
-        if keys:
-            await counter.redis.delete(*keys)
-        await counter.stop()
+    batches = _batch_sizes(counter)
+    results = await asyncio.gather(
+        *(counter.acquire(7, user, tenant_limit=BURST, user_limit=1) for user in range(BURST))
+    )
+    assert results == [0] * BURST and batches == [150, 150, 100]
+    assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
