@@ -437,16 +437,19 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self._end_replay()
 
     async def _join_topics(self, topic_ids: dict[str, int]) -> None:
+        """Listen to these topics (none of which this connection listens to yet): all of them, or,
+        if the channel layer (Redis) cannot be reached, none (ServiceUnavailable)."""
         assert self.hub is not None
-        for key, topic_id in topic_ids.items():
-            group = delivery.group_for_topic(self.tenant_id, topic_id)
-            try:
+        groups = {key: delivery.group_for_topic(self.tenant_id, topic_id) for key, topic_id in topic_ids.items()}
+        try:
+            for group in groups.values():
                 await self.hub.join(self, group)
-            except ConnectionError as error:  # the channel layer (Redis) is unreachable
+        except ConnectionError as error:
+            for group in groups.values():
                 self.hub.leave(self, group)
-                raise ServiceUnavailable("Live delivery is unavailable; retry.") from error
-            self.groups_joined.append(group)
-            self.live_topics[key] = topic_id
+            raise ServiceUnavailable("Live delivery is unavailable; retry.") from error
+        self.groups_joined += groups.values()
+        self.live_topics.update(topic_ids)
 
     # --- frames to the client ------------------------------------------------------------------
 

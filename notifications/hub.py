@@ -68,7 +68,7 @@ class Hub:
         self.by_user: dict[tuple[int, int], set[LiveConnection]] = {}
         # group -> True once the layer confirmed group_add, or the Future of the add in flight
         self._joined: dict[str, bool | asyncio.Future[bool]] = {}
-        self._joins_wanted: list[str] = []
+        self._joins_wanted: list[tuple[str, asyncio.Future[bool]]] = []
         self._joiner: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -165,7 +165,7 @@ class Hub:
         assert self.loop is not None
         future: asyncio.Future[bool] = self.loop.create_future()
         self._joined[group] = future
-        self._joins_wanted.append(group)
+        self._joins_wanted.append((group, future))
         if self._joiner is None or self._joiner.done():
             self._joiner = self.loop.create_task(self._join_batches(), name="herald-hub-join")
         if not await asyncio.shield(future):
@@ -176,20 +176,24 @@ class Hub:
         time. At a burst of connects this is one Redis round trip per batch on one connection,
         where a join per connection opened a Redis connection for every concurrent handshake."""
         while self._joins_wanted:
-            groups, self._joins_wanted = list(dict.fromkeys(self._joins_wanted)), []
+            wanted, self._joins_wanted = self._joins_wanted, []
+            groups = list(dict.fromkeys(group for group, _ in wanted))
             try:
                 await group_add_many(self.layer, groups, self.channel_name)
                 ok = True
             except Exception:
                 logger.warning("group join failed", extra={"groups": len(groups)}, exc_info=True)
                 ok = False
-            for group in groups:
-                future = self._joined.get(group)
-                if ok:
-                    self._joined[group] = True
-                else:
-                    self._joined.pop(group, None)
-                if isinstance(future, asyncio.Future) and not future.done():
+            for group, future in wanted:
+                # The state is this join's to settle only if it is still this join's: a recovery
+                # may have forgotten it meanwhile (a newer join of the group may be on its way),
+                # or the refresh discarded the group. Its waiters get the answer either way.
+                if self._joined.get(group) is future:
+                    if ok:
+                        self._joined[group] = True
+                    else:
+                        del self._joined[group]
+                if not future.done():
                     future.set_result(ok)
 
     # --- receiving -------------------------------------------------------------------------------

@@ -171,39 +171,63 @@ class RedisCounter:
         self._waiting.append(call)
         if self._sender is None or self._sender.done():
             self._sender = loop.create_task(self._send_batches(), name="herald-presence")
-        # Shielded: a connection cancelled while waiting must not cancel the others' batch.
-        result = await asyncio.shield(call.result)
+        try:
+            # Shielded: a connection cancelled while waiting must not cancel the others' batch.
+            result = await asyncio.shield(call.result)
+        except asyncio.CancelledError:
+            if call in self._waiting:  # not sent yet: it never happens (sent, it is counted as before)
+                self._waiting.remove(call)
+            raise
         if isinstance(result, Exception):
-            raise result
+            # A new error for each caller: the batch's one error, raised in each of up to BATCH_MAX
+            # callers, would carry a traceback longer by each of them.
+            raise ConnectionError(f"presence call failed: {result!r}") from result
         return int(result)
 
     async def _send_batches(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
-            try:
-                results = await self._run(batch)
-            except Exception as error:  # the whole round trip failed: every call of it did
-                results = [error] * len(batch)
-            for call, result in zip(batch, results, strict=True):
-                # An error is the call's result, not the future's exception: nobody may be waiting
-                # any more (a cancelled connection), and asyncio would log it as never retrieved.
-                call.result.set_result(result)
+        batch: list[_Call] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
+                try:
+                    results = await self._run(batch)
+                except Exception as error:  # the whole round trip failed: every call of it did
+                    results = [error] * len(batch)
+                for call, result in zip(batch, results, strict=True):
+                    # An error is the call's result, not the future's exception: nobody may be
+                    # waiting any more (a cancelled connection), and asyncio would log it as never
+                    # retrieved.
+                    call.result.set_result(result)
+        finally:
+            # Cancelled (the node stopping): nobody waits for ever for a batch that will not come.
+            stopped = ConnectionError("presence stopped")
+            for call in [*batch, *self._waiting]:
+                if not call.result.done():
+                    call.result.set_result(stopped)
 
-    async def _run(self, batch: list[_Call], *, load_unknown: bool = True) -> list[Any]:
-        """One pipeline of EVALSHAs (not a transaction: each script is atomic on its own, and they
-        run in the order they were asked for). Scripts Redis does not know (it restarted) are
-        loaded and those calls sent again: a NOSCRIPT call did nothing."""
+    async def _run(self, batch: list[_Call]) -> list[Any]:
+        """One pipeline of EVALSHAs (not a transaction: each script is atomic on its own; they run
+        in the order asked for). Calls of a script Redis did not know (it restarted: NOSCRIPT, they
+        did nothing) are sent again once it is loaded, after the others; if that fails, only they
+        fail."""
+        results = await self._pipeline(batch)
+        unknown = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unknown:
+            try:
+                for script in {batch[index].script for index in unknown}:
+                    await self.redis.script_load(script.script)
+                retried = await self._pipeline([batch[index] for index in unknown])
+            except Exception as error:
+                retried = [error] * len(unknown)
+            for index, result in zip(unknown, retried, strict=True):
+                results[index] = result
+        return results
+
+    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for call in batch:
                 pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        unknown = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if unknown and load_unknown:
-            for script in {batch[index].script for index in unknown}:
-                await self.redis.script_load(script.script)
-            retried = await self._run([batch[index] for index in unknown], load_unknown=False)
-            for index, result in zip(unknown, retried, strict=True):
-                results[index] = result
         return results
 
 

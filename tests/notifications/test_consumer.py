@@ -510,28 +510,37 @@ async def test_redis_failing_mid_auth_closes_4013_and_leaves_no_trace_in_the_hub
     assert await hub.presence.acquire(tenant.pk, 1, tenant_limit=1, user_limit=1) == 0  # nobody counted
 
 
-async def test_redis_failing_on_subscribe_answers_unavailable_and_the_socket_stays(
+async def test_redis_failing_on_subscribe_answers_unavailable_and_subscribes_to_nothing(
     tenant, make_token, make_topic, monkeypatch
 ):
+    """Two topics asked for with `since`, the second's join failing: nothing changes (neither
+    topic is live, no group keeps the connection), so the retry replays both."""
     from notifications.hub import Hub, get_hub
 
-    await sync_to_async(make_topic)(tenant, "public", allow_client_subscribe=True)
+    await sync_to_async(make_topic)(tenant, "alpha", allow_client_subscribe=True)
+    beta = await sync_to_async(make_topic)(tenant, "beta", allow_client_subscribe=True)
+    earlier = await publish(tenant, topics=["alpha"])
+    await sync_to_async(_wait_idle)()
     socket, _ = await connect(await sync_to_async(make_token)(tenant, "alice"))
     real_join = Hub.join
 
-    async def join_fails(self: Hub, connection: Any, group: str) -> None:
-        self.members.setdefault(group, set()).add(connection)
-        raise ConnectionError("redis went away")
+    async def second_join_fails(self: Hub, connection: Any, group: str) -> None:
+        if group.endswith(f".k{beta.pk}"):
+            self.members.setdefault(group, set()).add(connection)
+            raise ConnectionError("redis went away")
+        await real_join(self, connection, group)
 
-    monkeypatch.setattr(Hub, "join", join_fails)
-    refused = await socket.request({"type": "subscribe", "id": 1, "topics": ["public"]})
+    monkeypatch.setattr(Hub, "join", second_join_fails)
+    refused = await socket.request({"type": "subscribe", "id": 1, "topics": ["alpha", "beta"], "since": "0"})
     assert refused["type"] == "error" and refused["code"] == "unavailable" and refused["id"] == 1
     hub = await get_hub()
     assert not any(members for group, members in hub.members.items() if ".k" in group)  # no topic group kept it
     monkeypatch.setattr(Hub, "join", real_join)
-    ack = await socket.request({"type": "subscribe", "id": 2, "topics": ["public"]})
-    assert ack == {"type": "ack", "id": 2, "topics": ["public"]}
-    event_id = await publish(tenant, topics=["public"])
+    await socket.send({"type": "subscribe", "id": 2, "topics": ["alpha", "beta"], "since": "0"})
+    assert (await socket.receive_type("notification"))["id"] == earlier  # replayed: alpha was not live
+    ack = await socket.receive_type("ack")
+    assert ack["id"] == 2 and ack["topics"] == ["alpha", "beta"] and ack["replayed"] == 1
+    event_id = await publish(tenant, topics=["beta"])
     assert (await socket.receive_type("notification"))["id"] == event_id
     await socket.close()
 

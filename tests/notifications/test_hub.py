@@ -201,3 +201,29 @@ async def test_a_client_that_connects_while_the_hub_recovers_really_joins_before
     assert message["frames"] == [["after", None, None]]
     for group in ("herald.t904.u1", "herald.t904"):
         await layer.group_discard(group, node.channel_name)
+
+
+async def test_a_join_in_flight_when_the_hub_forgets_its_joins_still_answers_its_waiters(
+    live_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis came back while a batch of joins was on its way: the recovery forgets every join. The
+    batch's waiters must still get its answer (a connection waiting for ever never handles its
+    disconnect), and the late answer must not mark as joined a group that a newer join took over."""
+    node = await _new_hub()
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(layer: Any, groups: list[str], channel: str) -> None:
+        entered.set()
+        await release.wait()
+        await group_add_many(layer, groups, channel)
+
+    monkeypatch.setattr(hub_module, "group_add_many", held)
+    waiting = asyncio.create_task(node.join(FakeConnection(tenant_id=905, user_pk=1), "herald.t905.u1"))
+    await asyncio.wait_for(entered.wait(), 5)
+    node._joined.clear()  # what _layer_recovered does first
+    newer = asyncio.get_running_loop().create_future()
+    node._joined["herald.t905.u1"] = newer  # a newer join of the group, on its way
+    release.set()
+    await asyncio.wait_for(waiting, 5)  # answered, and joined (the batch succeeded)
+    assert node._joined["herald.t905.u1"] is newer  # left to the newer join to settle
+    await node.layer.group_discard("herald.t905.u1", node.channel_name)

@@ -140,3 +140,68 @@ async def test_a_burst_past_batch_max_goes_in_several_round_trips(
     )
     assert results == [0] * BURST and batches == [150, 150, 100]
     assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == BURST
+
+
+def _held(node: RedisCounter) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold every round trip of the counter until `release` is set; `entered` once one waits."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_pipeline = node._pipeline
+
+    async def held(batch: list[Any]) -> list[Any]:
+        entered.set()
+        await release.wait()
+        return await real_pipeline(batch)
+
+    node._pipeline = held  # type: ignore[method-assign]
+    return entered, release
+
+
+async def test_a_call_cancelled_before_it_is_sent_never_happens(counter: RedisCounter) -> None:
+    entered, release = _held(counter)
+    first = asyncio.create_task(counter.acquire(7, 1, tenant_limit=10, user_limit=1))
+    await asyncio.wait_for(entered.wait(), 5)  # user 1's batch is on its way
+    second = asyncio.create_task(counter.acquire(7, 2, tenant_limit=10, user_limit=1))
+    await asyncio.sleep(0)  # queued for the next batch
+    second.cancel()
+    release.set()
+    assert await first == 0
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    for _ in range(50):  # the sender finishes what is left (nothing)
+        if counter._sender is None or counter._sender.done():
+            break
+        await asyncio.sleep(0.01)
+    assert int(await counter.redis.hget(f"{counter.prefix}:t7", "node-a")) == 1  # user 2 never counted
+    assert await counter.redis.hget(f"{counter.prefix}:t7:u2", "node-a") is None
+
+
+async def test_a_sender_cancelled_mid_batch_answers_every_waiting_call(counter: RedisCounter) -> None:
+    entered, _ = _held(counter)
+    calls = [asyncio.create_task(counter.acquire(7, user, tenant_limit=10, user_limit=1)) for user in range(3)]
+    await asyncio.wait_for(entered.wait(), 5)
+    later = asyncio.create_task(counter.acquire(7, 9, tenant_limit=10, user_limit=1))
+    await asyncio.sleep(0)
+    assert counter._sender is not None
+    counter._sender.cancel()
+    # Failed open, at once: let in uncounted rather than waiting for ever.
+    assert await asyncio.wait_for(asyncio.gather(*calls, later), 5) == [0, 0, 0, 0]
+
+
+async def test_a_script_that_cannot_be_loaded_fails_only_its_own_calls(
+    counter: RedisCounter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await counter.acquire(7, 1, tenant_limit=10, user_limit=1) == 0  # both scripts known
+    await counter.redis.script_flush()
+    await counter.redis.script_load(counter._acquire.script)  # Redis knows acquire, not release
+
+    async def cannot_load(script: str) -> str:
+        raise ConnectionError("Connection reset by peer.")
+
+    monkeypatch.setattr(counter.redis, "script_load", cannot_load)
+    acquired, _ = await asyncio.gather(
+        counter.acquire(7, 2, tenant_limit=10, user_limit=1),
+        counter.release(7, 1),
+    )
+    assert acquired == 0 and "presence release failed" in caplog.text
+    assert "presence unavailable" not in caplog.text  # the acquire ran and was counted
+    assert int(await counter.redis.hget(f"{counter.prefix}:t7:u2", "node-a")) == 1
