@@ -165,6 +165,8 @@ class ResumingClient:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     last_welcome_at: float = 0.0
     ssl: Any = None  # an SSLContext for wss:// URLs
+    # What happened to the connection, for the message of a failed wait: (time, what, detail).
+    history: list[tuple[float, str, Any]] = field(default_factory=list)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -184,17 +186,20 @@ class ResumingClient:
                     auth: dict[str, Any] = {"type": "auth", "token": self.token}
                     if self.cursor is not None:
                         auth["since"] = self.cursor
+                    self._note("auth", (url.rsplit(":", 1)[-1], self.cursor))
                     await ws.send(json.dumps(auth))
                     async for raw in ws:
                         self._handle(json.loads(raw))
                         if self.connected.is_set() is False and self.last_welcome_at:
                             self.connected.set()
                     self.close_codes.append(ws.close_code or 1006)
+                    self._note("closed", ws.close_code)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # refused, reset, handshake failure: retry
                 code = getattr(getattr(error, "rcvd", None), "code", None)
                 self.close_codes.append(code or 1006)
+                self._note("failed", code or type(error).__name__)
             self.connected.clear()
             attempt += 1
             self.reconnects += 1
@@ -205,6 +210,7 @@ class ResumingClient:
         kind = frame["type"]
         if kind == "welcome":
             self.last_welcome_at = time.monotonic()
+            self._note("welcome", frame["cursor"])
             self._advance(frame["cursor"])
         elif kind == "notification":
             if frame["id"] in self.received:
@@ -216,7 +222,11 @@ class ResumingClient:
         elif kind == "resumed":
             if not frame["recovered"]:
                 self.not_recovered += 1
+            self._note("resumed", (frame["cursor"], frame["replayed"], frame["recovered"]))
             self._advance(frame["cursor"])
+
+    def _note(self, what: str, detail: Any) -> None:
+        self.history.append((round(time.monotonic(), 3), what, detail))
 
     def _advance(self, cursor: str) -> None:
         if self.cursor is None or int(cursor) > int(self.cursor):
@@ -228,7 +238,11 @@ class ResumingClient:
         while not ids <= set(self.received):
             if time.monotonic() - started > timeout:
                 missing = sorted(ids - set(self.received))
-                raise TimeoutError(f"{self.name}: {len(missing)} of {len(ids)} missing, e.g. {missing[:5]}")
+                cursors = [(event_id, self.received[event_id]["cursor"]) for event_id in self.order[-8:]]
+                raise TimeoutError(
+                    f"{self.name}: {len(missing)} of {len(ids)} missing, e.g. {missing[:5]}; cursor {self.cursor}; "
+                    f"last received (id, cursor) {cursors}; history {self.history[-20:]}"
+                )
             await asyncio.sleep(0.02)
         return time.monotonic() - started
 
