@@ -4,6 +4,7 @@ at the test database (and at Redis when REDIS_URL is set), stopped by PID after 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,30 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 
 
+def _ports_below_the_ephemeral_range() -> range:
+    """Ports the kernel never hands to outgoing connections: a port of its ephemeral range
+    (net.ipv4.ip_local_port_range, 32768-60999 by default) that is free now can become a test
+    client's local port before the server binds it ("Address already in use", seen for nginx while
+    thousands of client sockets came and went)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12000), low)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port that is free now, outside the ephemeral range (see above)."""
+    ports = _ports_below_the_ephemeral_range()
+    for _ in range(200):
+        port = random.choice(ports)  # a port number, not a secret
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or in TIME_WAIT
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 @dataclass
