@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import NoScriptError
 
@@ -231,7 +232,10 @@ class RedisCounter:
         return results
 
 
-class _Call(NamedTuple):
+@dataclass(frozen=True, eq=False, slots=True)
+class _Call:
+    """One script call waiting for its batch (equal only to itself: `_call` removes it by identity)."""
+
     script: Any  # a redis-py Script: its .sha and .script
     keys: list[str]
     args: list[Any]
