@@ -76,13 +76,30 @@ def fetch_all(
     """As fetch_one, every matching row; `tail` is what follows the WHERE clause (ORDER BY, LIMIT;
     placeholders allowed: `params` holds the WHERE clause's values, then the tail's). For the
     queries of every fan-out round."""
-    lookup = _lookup(model, where, related, tail, using)
+    return [instance for instance, _ in fetch_with(model, where, params, related=related, tail=tail, using=using)]
+
+
+def fetch_with(
+    model: type[M],
+    where: str,
+    params: Sequence[Any],
+    *,
+    related: str | None = None,
+    extra: tuple[str, ...] = (),
+    tail: str = "",
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[tuple[M, tuple[Any, ...]]]:
+    """As fetch_all, with the values of `extra` (SQL expressions without placeholders, selected
+    after the model's columns: a correlated subquery, say) beside each instance, as the database
+    driver returns them: one statement where a second would cost a round trip."""
+    lookup = _lookup(model, where, related, extra, tail, using)
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(lookup.sql, params)
         rows = cursor.fetchall()
     split = len(lookup.names)
-    instances = []
+    split_related = split + len(lookup.related_names)
+    results = []
     for row in rows:
         values = list(row)
         for position, (converters, column) in lookup.converters.items():
@@ -90,13 +107,16 @@ def fetch_all(
                 values[position] = converter(values[position], column, connection)
         instance = model.from_db(using, lookup.names, values[:split])
         if lookup.related_model is not None:  # set exactly when `related` is
-            setattr(instance, str(related), lookup.related_model.from_db(using, lookup.related_names, values[split:]))
-        instances.append(instance)
-    return instances
+            related_values = values[split:split_related]
+            setattr(instance, str(related), lookup.related_model.from_db(using, lookup.related_names, related_values))
+        results.append((instance, tuple(values[split_related:])))
+    return results
 
 
 @functools.cache
-def _lookup(model: type[Model], where: str, related: str | None, tail: str, using: str) -> _Lookup:
+def _lookup(
+    model: type[Model], where: str, related: str | None, extra: tuple[str, ...], tail: str, using: str
+) -> _Lookup:
     fields = list(model._meta.concrete_fields)
     selected: list[tuple[str, Any]] = [("m", field) for field in fields]
     joins = ""
@@ -113,7 +133,9 @@ def _lookup(model: type[Model], where: str, related: str | None, tail: str, usin
             f" ON r.{related_model._meta.pk.column} = m.{foreign_key.column}"  # type: ignore[union-attr]
         )
     connection = connections[using]
-    select = ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for alias, field in selected)
+    select = ", ".join(
+        [f"{alias}.{connection.ops.quote_name(field.column)}" for alias, field in selected] + list(extra)
+    )
     columns: list[Any] = [field.get_col(alias) for alias, field in selected]
     compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, using)
     return _Lookup(

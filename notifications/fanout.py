@@ -22,13 +22,14 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import orjson
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import EndUser
 from accounts.services import end_users_ensure
-from config.db import fetch_all, in_thread, insert_all, placeholders
+from config.db import fetch_with, in_thread, insert_all, placeholders
 from config.herald import herald_settings
 from notifications import delivery, protocol
 from notifications.models import Event, FanoutJob, Notification, Stream, Subscription, Topic
@@ -88,7 +89,7 @@ def _advisory_unlock(tenant_id: int) -> None:
 def process_pending(tenant_ids: Iterable[int] | None = None) -> int:
     """Fan out the pending jobs this process can lock, of these tenants or (None) of every tenant
     that has any; return how many events it completed. A round's reads are plain SQL
-    (config.db.fetch_all): it runs after every publish, and the ORM's compile of its queries cost
+    (config.db.fetch_with): it runs after every publish, and the ORM's compile of its queries cost
     more than running them. A round woken by publishes knows their tenants and skips the query
     for the tenant list; the sweep asks the outbox."""
     completed = 0
@@ -100,23 +101,60 @@ def process_pending(tenant_ids: Iterable[int] | None = None) -> int:
         with tenant_lock(tenant_id) as acquired:
             if not acquired:
                 continue
-            jobs = fetch_all(
-                FanoutJob,
-                "m.tenant_id = %s",
-                [tenant_id, JOBS_PER_TENANT_ROUND],
-                related="event",
-                tail="ORDER BY m.event_id LIMIT %s",
-            )
+            jobs, topics, subscribed = _pending_jobs(tenant_id)
             if jobs:  # empty when another node finished them between the two reads
-                completed += _process_jobs(jobs)
+                completed += _process_jobs(jobs, topics, subscribed)
     return completed
 
 
-def _process_jobs(jobs: list[FanoutJob]) -> int:
+# The topics of a job's event as a JSON array of [topic id, key, has persistent subscribers],
+# selected beside the job (one statement per round, not two). JSON aggregates are spelt
+# differently by the two databases; an event without topics gives NULL on PostgreSQL, "[]" on SQLite.
+_EVENT_TOPICS = (
+    '(SELECT {aggregate}({row}(et.topic_id, t."key", EXISTS (SELECT 1 FROM {subscription} s '
+    "WHERE s.topic_id = et.topic_id))) FROM {event_topics} et JOIN {topic} t ON t.id = et.topic_id "
+    "WHERE et.event_id = m.event_id)"
+)
+_JSON_FUNCTIONS = {"postgresql": ("json_agg", "json_build_array"), "sqlite": ("json_group_array", "json_array")}
+
+
+def _pending_jobs(
+    tenant_id: int,
+) -> tuple[list[FanoutJob], dict[int, list[tuple[int, str]]], set[int]]:
+    """The tenant's next jobs, in order, with their events; event id -> [(topic id, key)] sorted by
+    key; and which of those topics have persistent subscribers. One statement."""
+    aggregate, row = _JSON_FUNCTIONS[connection.vendor]
+    event_topics = _EVENT_TOPICS.format(
+        aggregate=aggregate,
+        row=row,
+        subscription=Subscription._meta.db_table,
+        event_topics=Event.topics.through._meta.db_table,
+        topic=Topic._meta.db_table,
+    )
+    found = fetch_with(
+        FanoutJob,
+        "m.tenant_id = %s",
+        [tenant_id, JOBS_PER_TENANT_ROUND],
+        related="event",
+        extra=(event_topics,),
+        tail="ORDER BY m.event_id LIMIT %s",
+    )
+    jobs: list[FanoutJob] = []
+    topics: dict[int, list[tuple[int, str]]] = {}
+    subscribed: set[int] = set()
+    for job, (links,) in found:
+        if isinstance(links, str | bytes):
+            links = orjson.loads(links)
+        jobs.append(job)
+        topics[job.event_id] = sorted(((topic_id, key) for topic_id, key, _ in links or ()), key=lambda pair: pair[1])
+        subscribed.update(topic_id for topic_id, _, has_subscribers in links or () if has_subscribers)
+    return jobs, topics, subscribed
+
+
+def _process_jobs(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]], subscribed: set[int]) -> int:
     """Fan out one tenant's jobs in order. Consecutive small events (addressed to their direct
     recipients and live topic listeners only: no subscribers, no broadcast) are finished
     together in one transaction; the others, whose audience may need many batches, one by one."""
-    topics, subscribed = _topics_of([job.event_id for job in jobs])
 
     def small(job: FanoutJob) -> bool:
         event = job.event
@@ -155,28 +193,6 @@ def _process_jobs(jobs: list[FanoutJob]) -> int:
     return completed
 
 
-def _topics_of(event_ids: list[int]) -> tuple[dict[int, list[tuple[int, str]]], set[int]]:
-    """event id -> [(topic id, key)] sorted by key, and which of those topics have persistent
-    subscribers: one query."""
-    topics: dict[int, list[tuple[int, str]]] = {event_id: [] for event_id in event_ids}
-    subscribed: set[int] = set()
-    if not event_ids:  # "IN ()" is an SQL error on PostgreSQL
-        return topics, subscribed
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT et.event_id, et.topic_id, t."key", EXISTS (SELECT 1 FROM {Subscription._meta.db_table} s '  # noqa: S608
-            f"WHERE s.topic_id = et.topic_id) FROM {Event.topics.through._meta.db_table} et "
-            f"JOIN {Topic._meta.db_table} t ON t.id = et.topic_id "
-            f'WHERE et.event_id IN ({placeholders(len(event_ids))}) ORDER BY t."key"',
-            event_ids,
-        )
-        for event_id, topic_id, key, has_subscribers in cursor.fetchall():
-            topics[event_id].append((topic_id, key))
-            if has_subscribers:
-                subscribed.add(topic_id)
-    return topics, subscribed
-
-
 def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]]) -> None:
     """Events whose whole audience is their direct recipients (at most 1,000 each) and live topic
     listeners: positions, inbox rows, completion and job removal in ONE transaction, then their
@@ -184,26 +200,21 @@ def _fanout_small(jobs: list[FanoutJob], topics: dict[int, list[tuple[int, str]]
     steady stream of publishes this is what keeps fan-out from costing a dozen statements and a
     layer message per event."""
     tenant_id = jobs[0].tenant_id
-    now = timezone.now()
     events = [job.event for job in jobs]
     recipients = [user for event in events for user in event.recipients]
-    with transaction.atomic():
+    for event in events:
+        event.recipient_count = len(set(event.recipients))
+    # On PostgreSQL a run without inbox rows is ONE statement (_finish_run), atomic by itself.
+    one_statement = not recipients and connection.vendor == "postgresql"
+    with contextlib.nullcontext() if one_statement else transaction.atomic():
         user_pks = end_users_ensure(tenant=jobs[0].event.tenant, external_ids=recipients) if recipients else {}
-        seq = _take_positions(tenant_id, len(events), delivered=True) - len(events)
-        rows = []
-        for event in events:
-            seq += 1
-            event.seq = seq
-            event.status = Event.Status.DELIVERED
-            event.delivered_at = now
-            event.recipient_count = len(set(event.recipients))
-            rows += [
-                Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=event.seq)
-                for user in dict.fromkeys(event.recipients)
-            ]
+        before = _finish_run(tenant_id, jobs, timezone.now()) - len(events)  # the position before the run's
+        rows = [
+            Notification(tenant_id=tenant_id, user_id=user_pks[user], event_id=event.pk, seq=before + offset)
+            for offset, event in enumerate(events, 1)
+            for user in dict.fromkeys(event.recipients)
+        ]
         insert_all(rows, ignore_conflicts=True)  # at most one batch of rows (see _process_jobs)
-        _mark_delivered(tenant_id, events, now)
-        _delete_jobs(jobs)
     for run in _same_audience(events, topics):
         pairs = topics[run[0].pk]
         keys = [key for _, key in pairs]
@@ -268,34 +279,52 @@ def _take_positions(tenant_id: int, count: int, *, delivered: bool) -> int:
     return int(row[0])
 
 
-def _mark_delivered(tenant_id: int, events: list[Event], now: datetime) -> None:
-    """Store the positions, status and recipient counts of a run's events: one UPDATE for the
-    run (a plain UPDATE per event, or bulk_update's CASE expressions, cost more to build)."""
-    values = ", ".join(["(%s, %s, %s)"] * len(events))  # placeholders only: every value is a parameter
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE notifications_event SET seq = v.column2, recipient_count = v.column3, status = %s, "  # noqa: S608
-            f"delivered_at = %s FROM (VALUES {values}) AS v "
-            "WHERE notifications_event.id = v.column1 AND notifications_event.tenant_id = %s",
-            [
-                Event.Status.DELIVERED,
-                connection.ops.adapt_datetimefield_value(now),
-                *(value for event in events for value in (event.pk, event.seq, event.recipient_count)),
-                tenant_id,
-            ],
-        )
-
-
-def _delete_jobs(jobs: list[FanoutJob]) -> None:
-    """The finished jobs out of the outbox: one DELETE, without the ORM's deletion collector (a
-    job has nothing that depends on it)."""
-    if not jobs:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {FanoutJob._meta.db_table} WHERE {FanoutJob._meta.pk.column} IN ({placeholders(len(jobs))})",  # noqa: S608
-            [job.pk for job in jobs],
-        )
+def _finish_run(tenant_id: int, jobs: list[FanoutJob], now: datetime) -> int:
+    """Give a run's events the tenant's next stream positions (counted as delivered: the caller
+    writes their inbox rows in the same transaction), store positions, status and recipient
+    counts, and take their jobs out of the outbox. The stream row stays locked until the caller
+    commits, which keeps positions in commit order. On PostgreSQL ONE statement (data-modifying
+    CTEs); SQLite has none, so there it is three. Returns the run's last position."""
+    events = [job.event for job in jobs]
+    count = len(events)
+    values = ", ".join(["(%s, %s, %s)"] * count)  # placeholders only: every value is a parameter
+    rows = [value for offset, event in enumerate(events, 1) for value in (event.pk, offset, event.recipient_count)]
+    status, delivered_at = Event.Status.DELIVERED, connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH pos AS (UPDATE notifications_stream SET last_seq = last_seq + %s, "  # noqa: S608
+                "delivered_seq = last_seq + %s WHERE tenant_id = %s RETURNING last_seq), "
+                "marked AS (UPDATE notifications_event e SET seq = pos.last_seq - %s + v.column2, "
+                f"recipient_count = v.column3, status = %s, delivered_at = %s FROM pos, (VALUES {values}) AS v "
+                "WHERE e.id = v.column1 AND e.tenant_id = %s), "
+                f"done AS (DELETE FROM {FanoutJob._meta.db_table} WHERE event_id IN ({placeholders(count)}) "
+                "AND EXISTS (SELECT 1 FROM pos)) "
+                "SELECT last_seq FROM pos",
+                [count, count, tenant_id, count, status, delivered_at, *rows, tenant_id, *(e.pk for e in events)],
+            )
+            row = cursor.fetchone()
+        if row is None:  # the tenant's first fan-out: nothing was written
+            Stream.objects.get_or_create(tenant_id=tenant_id)
+            return _finish_run(tenant_id, jobs, now)
+        last = int(row[0])
+    else:
+        last = _take_positions(tenant_id, count, delivered=True)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE notifications_event SET seq = %s + v.column2, recipient_count = v.column3, "  # noqa: S608
+                f"status = %s, delivered_at = %s FROM (VALUES {values}) AS v "
+                "WHERE notifications_event.id = v.column1 AND notifications_event.tenant_id = %s",
+                [last - count, status, delivered_at, *rows, tenant_id],
+            )
+            cursor.execute(
+                f"DELETE FROM {FanoutJob._meta.db_table} WHERE event_id IN ({placeholders(count)})",  # noqa: S608
+                [event.pk for event in events],
+            )
+    for offset, event in enumerate(events, 1):
+        event.seq = last - count + offset
+        event.status, event.delivered_at = Event.Status.DELIVERED, now
+    return last
 
 
 def fanout_event(job: FanoutJob) -> None:

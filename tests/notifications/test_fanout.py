@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -103,18 +104,16 @@ def test_a_round_whose_jobs_another_node_finished_meanwhile_moves_on(
     PostgreSQL) and go on with the next tenant."""
     api.post("/api/v1/events", {"kind": "k", "recipients": ["a"]}, format="json")
     client_for(make_key(other_tenant)).post("/api/v1/events", {"kind": "k", "recipients": ["b"]}, format="json")
-    real_fetch_all = fanout.fetch_all
+    real_fetch_with = fanout.fetch_with
 
     def finished_elsewhere(model, where, params, **kwargs):
         if params[0] == tenant.pk:  # this tenant's jobs were done by another node meanwhile
             FanoutJob.objects.filter(tenant_id=tenant.pk).delete()
-        return real_fetch_all(model, where, params, **kwargs)
+        return real_fetch_with(model, where, params, **kwargs)
 
-    monkeypatch.setattr(fanout, "fetch_all", finished_elsewhere)
+    monkeypatch.setattr(fanout, "fetch_with", finished_elsewhere)
     assert fanout.process_pending() == 1  # the other tenant's job, in the same round
     assert not FanoutJob.objects.exists()
-    assert fanout._topics_of([]) == ({}, set())
-    fanout._delete_jobs([])  # nothing to do, no statement
 
 
 def test_other_tenants_keep_flowing_while_one_job_fails(api, tenant, other_tenant, make_key, client_for, monkeypatch):
@@ -370,3 +369,19 @@ async def test_the_runner_names_the_woken_tenants_and_sweeps_for_all(monkeypatch
     stop.set()
     runner.wake()
     await asyncio.wait_for(task, 5)
+
+
+def test_a_rounds_live_frames_name_the_events_topics_sorted_by_key(api, tenant, make_topic, run_fanout, monkeypatch):
+    """The round reads each event's topics beside its job (one statement); a frame lists them by
+    key, whatever order the publisher gave, and goes to each topic's group."""
+    zeta, alpha = make_topic(tenant, "zeta"), make_topic(tenant, "alpha")
+    pushed: list[tuple[int, list[str], list[str]]] = []
+
+    def record(*, tenant_id, topic_id, frames, topics, once=False):
+        pushed.append((topic_id, topics, [orjson.loads(frame.text)["topics"] for frame in frames]))
+
+    monkeypatch.setattr(delivery, "push_to_topic", record)
+    assert api.post("/api/v1/events", {"kind": "k", "topics": ["zeta", "alpha"]}, format="json").status_code == 202
+    assert api.post("/api/v1/events", {"kind": "k", "recipients": ["a"]}, format="json").status_code == 202
+    assert run_fanout() == 2
+    assert sorted(pushed) == sorted([(topic.pk, ["alpha", "zeta"], [["alpha", "zeta"]]) for topic in (zeta, alpha)])

@@ -128,3 +128,37 @@ def test_a_socket_with_nothing_to_replay_reads_no_backlog(api, tenant, make_toke
     for since, reason in ((-1, "retention"), (99, "invalid_cursor")):  # decided by the counters alone
         refused, reads = start(since)
         assert refused.backlog.reason == reason and reads == [] and statements[-1] == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the round's own transactions, as in production
+def test_a_round_of_live_topic_events_is_four_statements_on_postgresql(api, tenant, make_topic, run_fanout):
+    """Events for live listeners only (no inbox rows) are what a busy topic publishes: their round
+    is the lock, ONE read (jobs, events and their topics), ONE write (positions, status, outbox;
+    atomic by itself, so no BEGIN and COMMIT) and the unlock. Each statement is a round trip that
+    every event waited for."""
+    from notifications import fanout
+    from notifications.models import Event, FanoutJob, Stream
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement write is PostgreSQL's (SQLite has no data-modifying CTEs)")
+    make_topic(tenant, "live")
+    make_topic(tenant, "other")
+    assert api.post("/api/v1/events", {"kind": "k", "topics": ["live"]}, format="json").status_code == 202
+    assert fanout.process_pending([tenant.pk]) == 1  # the tenant's first round creates its stream
+    for topics in (["live"], ["other", "live"]):
+        assert api.post("/api/v1/events", {"kind": "k", "topics": topics}, format="json").status_code == 202
+    with CaptureQueriesContext(connection) as queries:
+        assert fanout.process_pending([tenant.pk]) == 2
+    statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
+    assert statements == ["SELECT", "SELECT", "WITH", "SELECT"], statements
+    assert "pg_try_advisory_lock" in queries.captured_queries[0]["sql"]
+    assert "pg_advisory_unlock" in queries.captured_queries[3]["sql"]
+    assert not FanoutJob.objects.filter(tenant=tenant).exists()
+    events = list(Event.objects.filter(tenant=tenant).order_by("number"))
+    assert [(event.seq, event.status, event.recipient_count) for event in events] == [
+        (1, Event.Status.DELIVERED, 0),
+        (2, Event.Status.DELIVERED, 0),
+        (3, Event.Status.DELIVERED, 0),
+    ]
+    stream = Stream.objects.get(tenant=tenant)
+    assert stream.last_seq == stream.delivered_seq == 3
