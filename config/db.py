@@ -185,6 +185,20 @@ def insert_all(objs: Sequence[Model], *, ignore_conflicts: bool = False, using: 
         obj._state.adding, obj._state.db = False, using
 
 
+def typed_values(objs: Sequence[Model], *, using: str = DEFAULT_DB_ALIAS) -> tuple[list[str], str, list[list[Any]]]:
+    """New instances of one model as rows of an SQL VALUES list, for an INSERT ... SELECT that
+    computes some columns in the statement itself (PostgreSQL's data-modifying CTEs): the columns
+    insert_all would write (quoted); one row's placeholders, each cast to its column's type
+    (PostgreSQL takes an untyped parameter in VALUES for text), without the parentheses; and
+    each instance's parameters, prepared as insert_all prepares them."""
+    model = type(objs[0])
+    connection = connections[using]
+    fields, _ = _insert_fields(model)
+    row = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+    params = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    return [connection.ops.quote_name(str(field.column)) for field in fields], row, params
+
+
 @functools.cache
 def _insert_fields(model: type[Model]) -> tuple[tuple[Field[Any, Any], ...], bool]:
     """The columns an insert writes (every concrete field but an auto-increment key and a

@@ -162,3 +162,18 @@ def test_a_round_of_live_topic_events_is_four_statements_on_postgresql(api, tena
     ]
     stream = Stream.objects.get(tenant=tenant)
     assert stream.last_seq == stream.delivered_seq == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the publish's own transaction, as in production
+def test_a_publish_writes_in_one_statement_on_postgresql(api, tenant, make_topic):
+    """A publish is the key lookup, then in its transaction the topics' lookup and ONE write
+    (number, event, topic links, outbox job): the round trips every publish waits for."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement write is PostgreSQL's (SQLite has no data-modifying CTEs)")
+    make_topic(tenant, "live")
+    assert api.post("/api/v1/events", {"kind": "k", "topics": ["live"]}, format="json").status_code == 202
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("/api/v1/events", {"kind": "k", "topics": ["live"], "data": {"x": 1}}, format="json")
+    assert response.status_code == 202 and response.json()["id"] == 2
+    statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
+    assert statements == ["SELECT", "BEGIN", "SELECT", "WITH", "COMMIT"], statements
