@@ -154,6 +154,46 @@ async def test_dispatch_hands_a_run_of_frames_to_each_member_in_order_and_counts
     assert [connection.frames[-1] for connection in listeners] == ['{"n":3}', "x", '{"n":3}']
 
 
+async def test_a_large_dispatch_lets_the_loop_run_between_slices_and_every_member_gets_it_once(
+    live_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dispatch to many sockets gives the event loop a turn every DISPATCH_SLICE sockets (a
+    publish request or the fan-out's layer send waits ~3 ms instead of the whole dispatch).
+    Every member still gets the frame exactly once, and one that closed between slices is
+    handed nothing more."""
+    monkeypatch.setattr(hub_module, "DISPATCH_SLICE", 10)
+    node = await _new_hub()
+    group = "herald.t906.k1"
+    writes: list[str] = []  # the order of pushes and of other work the loop ran meanwhile
+
+    @dataclass(eq=False)
+    class Recording(FakeConnection):
+        closed: bool = False
+
+        def push(self, frames: Outgoing, inbox: bool, once: bool = False) -> None:
+            if not self.closed:
+                writes.append(f"push {self.user_pk}")
+                super().push(frames, inbox, once)
+
+    members = [Recording(tenant_id=906, user_pk=n) for n in range(35)]
+    node.members[group] = set(members)
+
+    def meanwhile() -> None:
+        writes.append("other work")
+        for member in members:  # whoever has not had it yet closes now
+            if not member.frames:
+                member.closed = True
+                break
+
+    asyncio.get_running_loop().call_soon(meanwhile)
+    await node.dispatch({"type": "herald.frame", "group": group, "frames": [["x", 1, None]]})
+    assert writes.index("other work") == 10  # after the first slice, not after the 35th socket
+    assert sum(member.closed for member in members) == 1
+    assert all(member.frames == ([] if member.closed else ["x"]) for member in members)
+    assert len(writes) == 35  # 34 pushes and the other work: no socket twice
+    assert node.frames_out == 35  # counted per target, as before the slices
+
+
 async def test_dispatch_takes_the_one_frame_messages_of_the_previous_release(live_stack: Any) -> None:
     """During a rolling upgrade a fan-out process of the previous release still sends one frame
     per message as {"text", "event", "meta"}."""
